@@ -1,0 +1,69 @@
+/*
+ * ph_flow.h -- the bidirectional flow table with Zeek's conn.log semantics.
+ *
+ * Input: decoded packets (ph_parsed) in capture order. Output: ph_flow_rec
+ * records handed to an emit callback when a flow ends (Zeek's removal rules,
+ * timeouts, TCP reuse, eviction, end of input) or, for long flows, as interim
+ * updates every active_timeout. Time is packet time: timers run as packets
+ * arrive (bounded work per packet) and on ph_flowtab_advance().
+ */
+#ifndef PH_FLOW_H
+#define PH_FLOW_H
+
+#include "ph_types.h"
+#include "ph_record.h"
+
+typedef struct ph_flow_cfg {
+    /* Zeek's timeouts (scripts/base/init-bare.zeek), nanoseconds */
+    int64_t tcp_inactivity_ns;      /* 300 s */
+    int64_t udp_inactivity_ns;      /* 60 s */
+    int64_t icmp_inactivity_ns;     /* 60 s */
+    int64_t other_inactivity_ns;    /* 60 s (unknown_ip_inactivity_timeout) */
+    int64_t tcp_attempt_ns;         /* 5 s  (tcp_attempt_delay / tcp_SYN_timeout) */
+    int64_t tcp_close_delay_ns;     /* 5 s */
+    int64_t tcp_session_timer_ns;   /* 6 s */
+    int64_t tcp_linger_ns;          /* 5 s  (tcp_connection_linger) */
+    int64_t long_inactivity_ns;     /* 3600 s for ports 21,22,23,513/tcp (conn/inactivity.zeek); 0 = off */
+    int64_t active_timeout_ns;      /* interim update period; 0 disables */
+    uint32_t capacity;              /* max concurrent flows; eviction beyond (see docs/counters.md) */
+    uint16_t cid_seed;              /* Community ID seed */
+    uint8_t ignore_checksums;       /* Zeek -C (the decoder does the checking; kept for reference) */
+    uint8_t emit_updates;           /* export interim update records */
+    uint8_t first_n;                /* 0..PH_FIRST_N packets recorded individually */
+    /* likely_server_ports: bit p set = port p is a likely server port */
+    uint8_t tcp_server_ports[65536 / 8];
+    uint8_t udp_server_ports[65536 / 8];
+    /* local networks for local_orig/local_resp (network order, IPv4 in first 4 bytes) */
+    uint32_t n_local_nets;
+    struct { uint8_t addr[16]; uint8_t ipver; uint8_t prefix; } local_nets[64];
+} ph_flow_cfg;
+
+/* Zeek's defaults (timeouts, capacity 1<<20, seed 0, first_n 8, Zeek's likely_server_ports). */
+void ph_flow_cfg_default(ph_flow_cfg *cfg);
+
+typedef void (*ph_emit_fn)(void *ctx, const ph_flow_rec *rec);
+
+typedef struct ph_flowtab ph_flowtab;
+
+/* counters: the engine's PH_C__COUNT array (FLOWS_CREATED, FLOWS_EXPORTED, FLOW_UPDATES,
+ * EVICTIONS, TCP_REUSE are incremented here). */
+ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_fn emit, void *ctx);
+void ph_flowtab_free(ph_flowtab *t);
+
+/* Account one decoded packet. Returns the disposition counter for it:
+ * PH_C_IN_FLOW, PH_C_BAD_CHECKSUM (flow created/looked up, packet ignored),
+ * PH_C_NO_CONNECTION, or PH_C_FLOW_TABLE_FULL. */
+int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p);
+
+/* Run timers up to packet time now_ns (the engine calls this for packets that
+ * did not reach the table too, so time always advances). */
+void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns);
+
+/* Export every open flow (end of input or shutdown), reason PH_END_*. */
+void ph_flowtab_flush(ph_flowtab *t, int reason);
+
+/* Flows currently in the table, and bytes of memory the table holds. */
+size_t ph_flowtab_active(const ph_flowtab *t);
+size_t ph_flowtab_memory(const ph_flowtab *t);
+
+#endif /* PH_FLOW_H */

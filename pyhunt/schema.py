@@ -1,0 +1,202 @@
+"""The flow record schema: every exported flow field is named here, once.
+
+From this table come the numpy dtype of ``FlowBatch.to_numpy()``, the C struct
+``ph_flow_rec`` in ``ext/ph_record.h`` (generated: ``python -m pyhunt.schema``),
+the ECS paths of the statistical features, and the field list in docs/fields.md.
+A test checks that the checked-in header matches this table, and the extension
+checks at import that its struct layout matches the dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+__all__ = ["Field", "FIELDS", "CONN_STATES", "END_REASONS", "FLAGS", "FIRST_N", "dtype",
+           "feature_fields", "render_c_header"]
+
+#: Packets recorded individually at the start of each flow (sizes, directions, gaps).
+FIRST_N = 8
+
+#: Zeek conn_state codes, in the order of the ``conn_state`` index.
+CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH",
+               "SH", "SHR", "OTH")
+
+#: Why a record was exported (``end_reason``).
+END_REASONS = ("end_of_input", "inactivity", "tcp_closed", "tcp_reuse", "evicted", "active_timeout",
+               "shutdown")
+
+#: Bits of ``flags``.
+FLAGS = {
+    "vlan": 0x0001,        # vlan is valid
+    "inner_vlan": 0x0002,  # inner_vlan is valid
+    "mac": 0x0004,         # orig_mac/resp_mac are valid
+    "update": 0x0008,      # interim update of a flow still open (same flow_id follows)
+    "flipped": 0x0010,     # originator/responder were swapped after the first packet
+    "local_orig": 0x0020,  # originator is in a configured local network
+    "local_resp": 0x0040,  # responder is in a configured local network
+    "local_known": 0x0080, # local networks are configured (local_* are meaningful)
+}
+
+_CTYPES = {"u1": "uint8_t", "i1": "int8_t", "u2": "uint16_t", "u4": "uint32_t", "u8": "uint64_t",
+           "i8": "int64_t", "f8": "double", "S": "char"}
+_SIZES = {"u1": 1, "i1": 1, "u2": 2, "u4": 4, "u8": 8, "i8": 8, "f8": 8, "S": 1}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One member of the flow record."""
+    name: str
+    kind: str          # u1 i1 u2 u4 u8 i8 f8, or S (NUL-terminated char array)
+    count: int         # array length (1 = scalar; for S the buffer size)
+    doc: str
+    unit: str = ""
+    ecs: str | None = None  # dotted ECS path for fields emitted generically (features)
+
+    @property
+    def size(self) -> int:
+        return _SIZES[self.kind] * self.count
+
+    @property
+    def align(self) -> int:
+        return _SIZES[self.kind]
+
+    @property
+    def np_format(self) -> str:
+        if self.kind == "S":
+            return f"S{self.count}"
+        return self.kind if self.count == 1 else f"({self.count},){self.kind}"
+
+
+def _features() -> Iterator[Field]:
+    for d, who in (("orig", "originator"), ("resp", "responder"), ("both", "both directions")):
+        yield Field(f"{d}_size_min", "u4", 1, f"smallest IP packet length, {who}", "bytes",
+                    f"pyhunt.flow.{d}.pkt_size.min")
+        yield Field(f"{d}_size_mean", "f8", 1, f"mean IP packet length, {who}", "bytes",
+                    f"pyhunt.flow.{d}.pkt_size.mean")
+        yield Field(f"{d}_size_std", "f8", 1, f"population standard deviation of IP packet length, {who}",
+                    "bytes", f"pyhunt.flow.{d}.pkt_size.std")
+        yield Field(f"{d}_size_max", "u4", 1, f"largest IP packet length, {who}", "bytes",
+                    f"pyhunt.flow.{d}.pkt_size.max")
+    for d, who in (("orig", "originator"), ("resp", "responder"), ("both", "both directions")):
+        for stat, what in (("min", "smallest"), ("mean", "mean"), ("std", "population standard deviation of the"),
+                           ("max", "largest")):
+            yield Field(f"{d}_iat_{stat}", "f8", 1, f"{what} inter-arrival time between packets, {who}",
+                        "seconds", f"pyhunt.flow.{d}.iat.{stat}")
+    for d, who in (("orig", "originator"), ("resp", "responder")):
+        for flag in ("syn", "ack", "fin", "rst", "psh", "urg", "ece", "cwr"):
+            yield Field(f"{d}_{flag}", "u4", 1, f"TCP packets with {flag.upper()} set, from the {who}", "packets",
+                        f"pyhunt.flow.{d}.tcp_flags.{flag}")
+        yield Field(f"{d}_empty_pkts", "u4", 1, f"packets without transport payload, from the {who}",
+                    "packets", f"pyhunt.flow.{d}.empty_pkts")
+    yield Field("first_n", "u1", 1, "how many of the first_* slots are filled", "", "pyhunt.flow.first.n")
+    yield Field("first_dirs", "i1", FIRST_N, "direction of each of the first packets: 1 originator, -1 responder",
+                "", "pyhunt.flow.first.dirs")
+    yield Field("first_sizes", "u2", FIRST_N, "IP length of each of the first packets", "bytes",
+                "pyhunt.flow.first.sizes")
+    yield Field("first_iat", "f8", FIRST_N,
+                "time since the previous packet of the flow for each of the first packets (first is 0)",
+                "seconds", "pyhunt.flow.first.iat")
+
+
+#: Every field of ``ph_flow_rec``, in struct order (grouped by alignment, so no padding).
+FIELDS: tuple[Field, ...] = (
+    Field("flow_id", "u8", 1, "stable flow id (from Community ID, start time and VLAN context); the uid and _id"),
+    Field("ts_start", "i8", 1, "time of the first packet", "ns since epoch"),
+    Field("ts_end", "i8", 1, "time of the last packet that counts for duration (Zeek's last_time)",
+          "ns since epoch"),
+    Field("orig_pkts", "u8", 1, "packets from the originator", "packets"),
+    Field("resp_pkts", "u8", 1, "packets from the responder", "packets"),
+    Field("orig_ip_bytes", "u8", 1, "IP-level bytes (sum of IP total lengths) from the originator", "bytes"),
+    Field("resp_ip_bytes", "u8", 1, "IP-level bytes from the responder", "bytes"),
+    Field("orig_bytes", "u8", 1, "payload bytes from the originator (TCP: sequence space, as Zeek)", "bytes"),
+    Field("resp_bytes", "u8", 1, "payload bytes from the responder", "bytes"),
+    Field("missed_bytes", "u8", 1, "bytes in TCP content gaps (Zeek's missed_bytes)", "bytes"),
+    *[f for f in _features() if f.kind == "f8"],
+    *[f for f in _features() if f.kind == "u4"],
+    Field("vlan", "u2", 1, "outer 802.1Q VLAN id (valid if flags & vlan)"),
+    Field("inner_vlan", "u2", 1, "inner VLAN id of Q-in-Q (valid if flags & inner_vlan)"),
+    Field("orig_p", "u2", 1, "originator port (ICMP: type)"),
+    Field("resp_p", "u2", 1, "responder port (ICMP: counterpart type, or code)"),
+    Field("flags", "u2", 1, "bit set, see pyhunt.schema.FLAGS"),
+    *[f for f in _features() if f.kind == "u2"],
+    Field("orig_h", "u1", 16, "originator address (IPv4 in the first 4 bytes)"),
+    Field("resp_h", "u1", 16, "responder address"),
+    Field("orig_mac", "u1", 6, "originator MAC (valid if flags & mac)"),
+    Field("resp_mac", "u1", 6, "responder MAC (valid if flags & mac)"),
+    Field("ip_version", "u1", 1, "4 or 6"),
+    Field("proto", "u1", 1, "IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6, ...)"),
+    Field("conn_state", "u1", 1, "Zeek conn_state, index into pyhunt.schema.CONN_STATES"),
+    Field("end_reason", "u1", 1, "why the record was exported, index into pyhunt.schema.END_REASONS"),
+    *[f for f in _features() if f.kind in ("u1", "i1")],
+    Field("history", "S", 40, "Zeek connection history letters (NUL-terminated, empty = unset)"),
+    Field("community_id", "S", 32, "Community ID v1, base64 form ('1:...')"),
+)
+
+
+def layout() -> tuple[list[int], int]:
+    """C offsets of every field and the struct size (natural alignment)."""
+    off, offsets, maxalign = 0, [], 1
+    for f in FIELDS:
+        off = (off + f.align - 1) // f.align * f.align
+        offsets.append(off)
+        off += f.size
+        maxalign = max(maxalign, f.align)
+    return offsets, (off + maxalign - 1) // maxalign * maxalign
+
+
+def dtype():
+    """The numpy structured dtype matching ``ph_flow_rec`` byte for byte."""
+    import numpy as np
+    offsets, size = layout()
+    return np.dtype({"names": [f.name for f in FIELDS], "formats": [f.np_format for f in FIELDS],
+                     "offsets": offsets, "itemsize": size})
+
+
+def feature_fields() -> list[Field]:
+    """Fields emitted generically under ``pyhunt.flow.*`` in ECS output, in path order."""
+    return sorted((f for f in FIELDS if f.ecs), key=lambda f: f.ecs.split("."))
+
+
+def render_c_header() -> str:
+    """Source of ext/ph_record.h."""
+    offsets, size = layout()
+    out = ["/* GENERATED by `python -m pyhunt.schema` from pyhunt/schema.py -- do not edit. */",
+           "#ifndef PH_RECORD_H", "#define PH_RECORD_H", "", "#include <stddef.h>", "#include <stdint.h>", "",
+           f"#define PH_FIRST_N {FIRST_N}", ""]
+    for i, s in enumerate(CONN_STATES):
+        out.append(f"#define PH_CS_{s} {i}")
+    out.append("")
+    for i, s in enumerate(END_REASONS):
+        out.append(f"#define PH_END_{s.upper()} {i}")
+    out.append("")
+    for k, v in FLAGS.items():
+        out.append(f"#define PH_RF_{k.upper()} 0x{v:04x}")
+    out += ["", "typedef struct ph_flow_rec {"]
+    for f in FIELDS:
+        arr = f"[{f.count}]" if (f.count > 1 or f.kind == "S") else ""
+        out.append(f"    {_CTYPES[f.kind]} {f.name}{arr}; /* {f.doc}{' (' + f.unit + ')' if f.unit else ''} */")
+    out += ["} ph_flow_rec;", "", f"#define PH_REC_SIZE {size}",
+            "/* layout table for the import-time ABI check and generic serialization */",
+            "typedef struct ph_rec_field { const char *name; const char *ecs; char kind; uint8_t elem;"
+            " uint16_t count; uint32_t offset; } ph_rec_field;",
+            f"#define PH_REC_NFIELDS {len(FIELDS)}", "static const ph_rec_field ph_rec_fields[] = {"]
+    for f, o in zip(FIELDS, offsets):
+        ecs = f'"{f.ecs}"' if f.ecs else "NULL"
+        kchar = {"u": "u", "i": "i", "f": "f", "S": "S"}[f.kind[0]]
+        out.append(f'    {{"{f.name}", {ecs}, \'{kchar}\', {_SIZES[f.kind]}, {f.count}, {o}}},')
+    out += ["};", "", "/* feature fields in ECS path order (for nested JSON emission) */",
+            f"#define PH_REC_NFEATURES {len(feature_fields())}", "static const uint16_t ph_rec_feature_order[] = {"]
+    idx = {f.name: i for i, f in enumerate(FIELDS)}
+    out.append("    " + ", ".join(str(idx[f.name]) for f in feature_fields()))
+    out += ["};", "", "#endif /* PH_RECORD_H */", ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover - developer tool
+    import pathlib
+    import sys
+    target = pathlib.Path(__file__).resolve().parent.parent / "ext" / "ph_record.h"
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(0 if target.read_text() == render_c_header() else 1)
+    target.write_text(render_c_header())
+    print(f"wrote {target}")
