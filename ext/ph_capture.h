@@ -30,6 +30,8 @@ typedef struct ph_iface {
     int64_t ts_mul;   /* multiply raw units by ts_mul ... */
     int64_t ts_div;   /* ... then divide by ts_div to get ns */
     int64_t ts_offset_ns;
+    uint64_t ts_fast_max; /* raw <= ts_fast_max: ns = raw * ts_mul / ts_div cannot overflow */
+    uint8_t tsresol;      /* pcapng if_tsresol (exact slow path for any other raw value) */
 } ph_iface;
 
 typedef struct ph_reader {
@@ -47,6 +49,9 @@ typedef struct ph_reader {
     ph_iface ifaces[PH_MAX_INTERFACES];
     uint64_t records;      /* packet records returned */
     uint64_t skipped_blocks; /* pcapng blocks skipped (unknown types, stats, NRB...) */
+    uint32_t rec_hdr_len;  /* pcap: record header size (16; 24 for the modified/Kuznetzov format) */
+    int lens_swapped;      /* pcap < 2.3: caplen/len fields swapped (1 always, 2 when caplen > len) */
+    int64_t last_ts_ns;    /* pcapng: last packet timestamp (Simple Packet Blocks have none) */
 } ph_reader;
 
 void ph_reader_init(ph_reader *r);
@@ -55,7 +60,10 @@ void ph_reader_init(ph_reader *r);
 void ph_reader_feed(ph_reader *r, const uint8_t *buf, size_t len, int final);
 /* Bytes of the current buffer consumed so far (everything before them may be discarded). */
 size_t ph_reader_consumed(const ph_reader *r);
-/* Next packet; see PH_RD_*. On PH_RD_ERROR, err->msg says what and err->offset where. */
+/* Next packet; see PH_RD_*. On PH_RD_ERROR, err->msg says what and err->offset where.
+ * Tolerances: caplen above the snaplen is accepted (up to PH_MAX_RECORD); wirelen is
+ * raised to caplen when a file says less; a pcapng Simple Packet Block (no timestamp)
+ * gets the timestamp of the previous packet. Timestamps saturate instead of overflowing. */
 int ph_reader_next(ph_reader *r, ph_pkt *pkt, ph_error *err);
 
 #endif /* PH_CAPTURE_H */

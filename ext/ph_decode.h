@@ -53,4 +53,8 @@ void ph_decoder_expire(ph_decoder *d, int64_t now_ns);
 /* End of input: drop every incomplete datagram (counted as FRAGMENT_DROPPED). */
 void ph_decoder_flush(ph_decoder *d);
 
+/* Incomplete datagrams under reassembly, and the bytes they hold (for metrics). */
+uint32_t ph_decoder_frag_pending(const ph_decoder *d);
+uint64_t ph_decoder_frag_bytes(const ph_decoder *d);
+
 #endif /* PH_DECODE_H */

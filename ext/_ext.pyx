@@ -1,0 +1,372 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""pyhunt._ext -- the thin binding over the C core (ext/ph_*.c).
+
+Per-packet work never crosses this layer: Python feeds capture bytes and
+receives flow records in batches, as numpy structured arrays whose layout is
+ph_flow_rec (checked against pyhunt.schema at import).
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy, memset, strncpy
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "ph_types.h":
+    enum: PH_C__COUNT
+    enum: PH_C__DISPOSITION_END
+    ctypedef struct ph_pkt:
+        const uint8_t *data
+        uint32_t caplen
+        uint32_t wirelen
+        int64_t ts_ns
+        uint32_t linktype
+        uint32_t ifindex
+    ctypedef struct ph_error:
+        char msg[256]
+        uint64_t offset
+
+cdef extern from "ph_record.h":
+    enum: PH_REC_SIZE
+    enum: PH_REC_NFIELDS
+    ctypedef struct ph_flow_rec:
+        pass
+    ctypedef struct ph_rec_field:
+        const char *name
+        char kind
+        uint8_t elem
+        uint16_t count
+        uint32_t offset
+    const ph_rec_field ph_rec_fields[]
+
+cdef extern from "ph_decode.h":
+    ctypedef struct ph_decode_cfg:
+        int ignore_checksums
+        uint32_t frag_max_datagrams
+        uint32_t frag_max_bytes
+        int64_t frag_timeout_ns
+    void ph_decode_cfg_default(ph_decode_cfg *cfg)
+
+cdef extern from "ph_flow.h":
+    ctypedef struct ph_flow_cfg:
+        int64_t tcp_inactivity_ns
+        int64_t udp_inactivity_ns
+        int64_t icmp_inactivity_ns
+        int64_t other_inactivity_ns
+        int64_t tcp_attempt_ns
+        int64_t tcp_close_delay_ns
+        int64_t tcp_session_timer_ns
+        int64_t tcp_linger_ns
+        int64_t long_inactivity_ns
+        int64_t active_timeout_ns
+        uint32_t capacity
+        uint16_t cid_seed
+        uint8_t ignore_checksums
+        uint8_t emit_updates
+        uint8_t first_n
+        uint8_t tcp_server_ports[8192]
+        uint8_t udp_server_ports[8192]
+        uint32_t n_local_nets
+    void ph_flow_cfg_default(ph_flow_cfg *cfg)
+    size_t ph_flowtab_active(const void *t)
+    size_t ph_flowtab_memory(const void *t)
+
+cdef extern from "ph_glue.h":
+    int ph_glue_set_local_net(ph_flow_cfg *cfg, uint32_t i, const uint8_t *addr, uint8_t ipver, uint8_t prefix)
+    enum: PH_MAX_LOCAL_NETS
+
+cdef extern from "ph_engine.h":
+    enum: PH_RUN_BATCH
+    enum: PH_RUN_YIELD
+    enum: PH_RUN_NEED_MORE
+    enum: PH_RUN_EOF
+    enum: PH_RUN_ERROR
+    enum: PH_RUN_NOMEM
+    ctypedef struct ph_engine:
+        uint64_t counters[1]
+        void *tab
+        ph_error err
+        size_t qlen
+    const char *const ph_counter_names[]
+    ph_engine *ph_engine_new(const ph_decode_cfg *dcfg, const ph_flow_cfg *fcfg)
+    void ph_engine_free(ph_engine *e)
+    void ph_engine_begin_capture(ph_engine *e)
+    void ph_engine_feed(ph_engine *e, const uint8_t *buf, size_t len, int final) nogil
+    size_t ph_engine_consumed(const ph_engine *e)
+    uint64_t ph_engine_offset(const ph_engine *e)
+    int ph_engine_run(ph_engine *e, size_t batch, uint64_t max_packets) nogil
+    int ph_engine_packet(ph_engine *e, const ph_pkt *pkt) nogil
+    void ph_engine_advance(ph_engine *e, int64_t now_ns) nogil
+    void ph_engine_finish(ph_engine *e, int reason) nogil
+    const ph_flow_rec *ph_engine_queue(const ph_engine *e, size_t *n)
+    void ph_engine_clear(ph_engine *e)
+
+cdef extern from "ph_format.h":
+    ctypedef struct ph_buf:
+        char *data
+        size_t len
+        size_t cap
+    void ph_buf_free(ph_buf *b)
+    ctypedef struct ph_format_opts:
+        const char *observer_name
+        const char *dataset
+    int ph_format_records(ph_buf *out, int format, const ph_flow_rec *recs, size_t n,
+                          const ph_format_opts *opts) nogil
+    int ph_format_tsv_header(ph_buf *out, const char *open_time)
+    int ph_format_tsv_footer(ph_buf *out, const char *close_time)
+    void ph_format_uid(uint64_t flow_id, char out[16])
+
+cdef extern from "ph_cid.h":
+    void ph_cid_digest(uint16_t seed, uint8_t ipver, uint8_t proto, const uint8_t *saddr,
+                       const uint8_t *daddr, uint16_t sport, uint16_t dport, uint8_t digest[20])
+    void ph_cid_b64(const uint8_t digest[20], char out[32])
+
+RUN_BATCH = PH_RUN_BATCH
+RUN_YIELD = PH_RUN_YIELD
+RUN_NEED_MORE = PH_RUN_NEED_MORE
+RUN_EOF = PH_RUN_EOF
+RUN_ERROR = PH_RUN_ERROR
+RUN_NOMEM = PH_RUN_NOMEM
+RECORD_SIZE = PH_REC_SIZE
+N_DISPOSITIONS = PH_C__DISPOSITION_END
+COUNTER_NAMES = tuple(ph_counter_names[i].decode() for i in range(PH_C__COUNT))
+MAX_LOCAL_NETS = PH_MAX_LOCAL_NETS
+
+
+def record_layout():
+    """(name, kind, elem size, count, offset) of every ph_flow_rec member, as compiled."""
+    return [(ph_rec_fields[i].name.decode(), chr(ph_rec_fields[i].kind), ph_rec_fields[i].elem,
+             ph_rec_fields[i].count, ph_rec_fields[i].offset) for i in range(PH_REC_NFIELDS)]
+
+
+def _ns(value):
+    return int(round(float(value) * 1e9))
+
+
+cdef void _ports(uint8_t *bitmap, object ports):
+    memset(bitmap, 0, 8192)
+    for p in ports:
+        p = int(p)
+        if 0 <= p <= 65535:
+            bitmap[p >> 3] |= <uint8_t>(1 << (p & 7))
+
+
+def default_server_ports():
+    """Zeek's default likely_server_ports compiled into the core: (tcp, udp) sorted lists."""
+    cdef ph_flow_cfg fcfg
+    ph_flow_cfg_default(&fcfg)
+    tcp = [p for p in range(65536) if fcfg.tcp_server_ports[p >> 3] & (1 << (p & 7))]
+    udp = [p for p in range(65536) if fcfg.udp_server_ports[p >> 3] & (1 << (p & 7))]
+    return tcp, udp
+
+
+cdef class Engine:
+    """One flow engine: a decoder and a flow table fed with capture bytes.
+
+    config keys (all optional; seconds for times): ignore_checksums, tcp_inactivity,
+    udp_inactivity, icmp_inactivity, other_inactivity, active_timeout, emit_updates,
+    capacity, cid_seed, first_n, tcp_server_ports, udp_server_ports, local_nets
+    (list of (addr_bytes16, ipver, prefix)), frag_timeout, frag_max_datagrams, frag_max_bytes.
+    """
+    cdef ph_engine *e
+    cdef object _buf      # keeps the buffer the reader points into alive
+    cdef object dtype
+
+    def __cinit__(self, dict config=None, dtype=None):
+        cdef ph_decode_cfg dcfg
+        cdef ph_flow_cfg fcfg
+        cdef const uint8_t[::1] addr
+        config = config or {}
+        ph_decode_cfg_default(&dcfg)
+        ph_flow_cfg_default(&fcfg)
+        ign = bool(config.get("ignore_checksums", False))
+        dcfg.ignore_checksums = ign
+        fcfg.ignore_checksums = ign
+        if "frag_timeout" in config:
+            dcfg.frag_timeout_ns = _ns(config["frag_timeout"])
+        if "frag_max_datagrams" in config:
+            dcfg.frag_max_datagrams = int(config["frag_max_datagrams"])
+        if "frag_max_bytes" in config:
+            dcfg.frag_max_bytes = int(config["frag_max_bytes"])
+        if "tcp_inactivity" in config:
+            fcfg.tcp_inactivity_ns = _ns(config["tcp_inactivity"])
+        if "udp_inactivity" in config:
+            fcfg.udp_inactivity_ns = _ns(config["udp_inactivity"])
+        if "icmp_inactivity" in config:
+            fcfg.icmp_inactivity_ns = _ns(config["icmp_inactivity"])
+        if "other_inactivity" in config:
+            fcfg.other_inactivity_ns = _ns(config["other_inactivity"])
+        if "active_timeout" in config:
+            fcfg.active_timeout_ns = _ns(config["active_timeout"])
+        if "emit_updates" in config:
+            fcfg.emit_updates = bool(config["emit_updates"])
+        if "capacity" in config:
+            fcfg.capacity = int(config["capacity"])
+        if "cid_seed" in config:
+            fcfg.cid_seed = int(config["cid_seed"])
+        if "first_n" in config:
+            fcfg.first_n = int(config["first_n"])
+        if config.get("tcp_server_ports") is not None:
+            _ports(fcfg.tcp_server_ports, config["tcp_server_ports"])
+        if config.get("udp_server_ports") is not None:
+            _ports(fcfg.udp_server_ports, config["udp_server_ports"])
+        nets = config.get("local_nets") or ()
+        if len(nets) > PH_MAX_LOCAL_NETS:
+            raise ValueError(f"at most {PH_MAX_LOCAL_NETS} local networks are supported")
+        for i, (a, ver, prefix) in enumerate(nets):
+            addr = a
+            ph_glue_set_local_net(&fcfg, i, &addr[0], ver, prefix)
+        fcfg.n_local_nets = len(nets)
+        self.e = ph_engine_new(&dcfg, &fcfg)
+        if self.e == NULL:
+            raise MemoryError("cannot allocate the flow engine (capacity too large?)")
+        self.dtype = dtype
+
+    def __dealloc__(self):
+        if self.e != NULL:
+            ph_engine_free(self.e)
+            self.e = NULL
+
+    def begin_capture(self):
+        """Start a new capture file (the flow table carries on)."""
+        ph_engine_begin_capture(self.e)
+        self._buf = None
+
+    def feed(self, const uint8_t[::1] buf, bint final):
+        """Give the reader a buffer (kept alive until the next feed)."""
+        self._buf = buf
+        ph_engine_feed(self.e, &buf[0] if buf.shape[0] else NULL, buf.shape[0], final)
+
+    def consumed(self):
+        return ph_engine_consumed(self.e)
+
+    def offset(self):
+        """Absolute byte offset of the reader in the current capture."""
+        return ph_engine_offset(self.e)
+
+    def run(self, size_t batch=65536, uint64_t max_packets=1 << 62):
+        """Process packets until `batch` records are queued, `max_packets` were read,
+        or the input stops (RUN_*)."""
+        cdef int rc
+        with nogil:
+            rc = ph_engine_run(self.e, batch, max_packets)
+        return rc
+
+    def error(self):
+        """(message, byte offset) of the last PH_RUN_ERROR."""
+        return (self.e.err.msg.decode("utf-8", "replace"), self.e.err.offset)
+
+    def advance(self, int64_t now_ns):
+        with nogil:
+            ph_engine_advance(self.e, now_ns)
+
+    def finish(self, int reason=0):
+        """End of input: export every open flow."""
+        with nogil:
+            ph_engine_finish(self.e, reason)
+
+    def take(self):
+        """Queued records as a new numpy structured array (the queue is emptied)."""
+        cdef size_t n
+        cdef const ph_flow_rec *q = ph_engine_queue(self.e, &n)
+        arr = np.empty(n, dtype=self.dtype)
+        cdef cnp.ndarray a = arr
+        if n:
+            memcpy(cnp.PyArray_DATA(a), q, n * PH_REC_SIZE)
+        ph_engine_clear(self.e)
+        return arr
+
+    def queued(self):
+        return self.e.qlen
+
+    def counters(self):
+        """Every PH_C_* counter by name."""
+        return {COUNTER_NAMES[i]: self.e.counters[i] for i in range(PH_C__COUNT)}
+
+    def active_flows(self):
+        return ph_flowtab_active(self.e.tab)
+
+    def table_memory(self):
+        return ph_flowtab_memory(self.e.tab)
+
+
+FORMATS = {"ecs": 0, "zeek-json": 1, "zeek-tsv": 2}
+
+
+def format_records(cnp.ndarray recs not None, str fmt, observer=None, dataset=None):
+    """Serialize a record array (dtype of pyhunt.schema) to NDJSON/TSV bytes, in C."""
+    cdef ph_buf out
+    cdef ph_format_opts opts
+    cdef int rc, code
+    cdef size_t n = recs.shape[0]
+    cdef const ph_flow_rec *data
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if recs.dtype.itemsize != PH_REC_SIZE or not recs.flags.c_contiguous:
+        raise ValueError("records must be a contiguous array of pyhunt.schema.dtype()")
+    code = FORMATS[fmt]
+    cdef bytes obs = observer.encode() if observer else b""
+    cdef bytes ds = dataset.encode() if dataset else b""
+    opts.observer_name = NULL
+    opts.dataset = NULL
+    if observer:
+        opts.observer_name = obs
+    if dataset:
+        opts.dataset = ds
+    memset(&out, 0, sizeof(out))
+    data = <const ph_flow_rec *>cnp.PyArray_DATA(recs)
+    with nogil:
+        rc = ph_format_records(&out, code, data, n, &opts)
+    try:
+        if rc != 0:
+            raise MemoryError("out of memory while serializing flows")
+        return out.data[:out.len] if out.len else b""
+    finally:
+        ph_buf_free(&out)
+
+
+def tsv_header(str open_time):
+    cdef ph_buf out
+    memset(&out, 0, sizeof(out))
+    t = open_time.encode()
+    try:
+        if ph_format_tsv_header(&out, t) != 0:
+            raise MemoryError()
+        return out.data[:out.len]
+    finally:
+        ph_buf_free(&out)
+
+
+def tsv_footer(str close_time):
+    cdef ph_buf out
+    memset(&out, 0, sizeof(out))
+    t = close_time.encode()
+    try:
+        if ph_format_tsv_footer(&out, t) != 0:
+            raise MemoryError()
+        return out.data[:out.len]
+    finally:
+        ph_buf_free(&out)
+
+
+def uid(uint64_t flow_id):
+    """The uid / Elasticsearch _id string of a flow id."""
+    cdef char out[16]
+    ph_format_uid(flow_id, out)
+    return out.decode()
+
+
+def community_id(int ipver, int proto, bytes saddr, bytes daddr, int sport, int dport, int seed=0):
+    """Community ID v1 of one tuple (addresses as packed bytes; ICMP: type, code as ports)."""
+    cdef uint8_t s[16]
+    cdef uint8_t d[16]
+    cdef uint8_t dig[20]
+    cdef char out[32]
+    memset(s, 0, 16)
+    memset(d, 0, 16)
+    memcpy(s, <const char *>saddr, min(len(saddr), 16))
+    memcpy(d, <const char *>daddr, min(len(daddr), 16))
+    ph_cid_digest(seed, ipver, proto, s, d, sport, dport, dig)
+    ph_cid_b64(dig, out)
+    return out.decode()

@@ -1,0 +1,60 @@
+/*
+ * ph_engine.h -- the packet loop: capture reader -> decoder -> flow table ->
+ * export queue. Everything per packet happens here, in C, without the GIL;
+ * Python sees flow records in batches (ph_engine_queue / ph_engine_clear).
+ */
+#ifndef PH_ENGINE_H
+#define PH_ENGINE_H
+
+#include "ph_types.h"
+#include "ph_capture.h"
+#include "ph_decode.h"
+#include "ph_flow.h"
+
+#define PH_RUN_YIELD     2   /* max_packets processed (lets the caller report progress) */
+#define PH_RUN_BATCH     1   /* export queue reached the batch size */
+#define PH_RUN_NEED_MORE 0   /* reader needs more bytes (streaming input) */
+#define PH_RUN_EOF      (-1) /* final buffer fully read */
+#define PH_RUN_ERROR    (-2) /* corrupt capture: ph_engine_error() */
+#define PH_RUN_NOMEM    (-3) /* out of memory growing the export queue */
+
+typedef struct ph_engine {
+    uint64_t counters[PH_C__COUNT];
+    ph_reader reader;
+    ph_decoder *dec;
+    ph_flowtab *tab;
+    ph_flow_rec *queue;      /* exported records waiting for Python */
+    size_t qlen, qcap;
+    int nomem;
+    int64_t last_ts;         /* newest packet time seen */
+    int64_t next_frag_expire;
+    ph_error err;
+} ph_engine;
+
+extern const char *const ph_counter_names[PH_C__COUNT];
+
+ph_engine *ph_engine_new(const ph_decode_cfg *dcfg, const ph_flow_cfg *fcfg);
+void ph_engine_free(ph_engine *e);
+
+/* Start reading a new capture (keeps the flow table: several files are one stream). */
+void ph_engine_begin_capture(ph_engine *e);
+void ph_engine_feed(ph_engine *e, const uint8_t *buf, size_t len, int final);
+size_t ph_engine_consumed(const ph_engine *e);
+/* Absolute byte offset of the reader in the current capture. */
+uint64_t ph_engine_offset(const ph_engine *e);
+
+/* Process packets until the export queue holds >= batch records, max_packets
+ * were processed, or the input stops; returns PH_RUN_*. */
+int ph_engine_run(ph_engine *e, size_t batch, uint64_t max_packets);
+/* Process one packet (live capture). Returns 0, or PH_RUN_NOMEM. */
+int ph_engine_packet(ph_engine *e, const ph_pkt *pkt);
+/* Run timers up to now_ns (live capture: wall clock when idle). */
+void ph_engine_advance(ph_engine *e, int64_t now_ns);
+/* End of input: drop incomplete fragments, export every open flow. */
+void ph_engine_finish(ph_engine *e, int reason);
+
+/* Export queue access: records [0, qlen) are valid until ph_engine_clear. */
+static inline const ph_flow_rec *ph_engine_queue(const ph_engine *e, size_t *n) { *n = e->qlen; return e->queue; }
+static inline void ph_engine_clear(ph_engine *e) { e->qlen = 0; }
+
+#endif /* PH_ENGINE_H */

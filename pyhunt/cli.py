@@ -1,0 +1,237 @@
+"""The command line: `python -m pyhunt replay ...`.
+
+Errors are one line on stderr with exit status 2 (usage or configuration) or 1
+(runtime failure, e.g. a corrupt capture); never a traceback for expected failures.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+import time
+from typing import BinaryIO, Sequence
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A bad option value: reported as one line, exit status 2."""
+
+
+def _sample_path() -> str:
+    from importlib.resources import files
+    return str(files("pyhunt") / "data" / "sample.pcap")
+
+
+def _ports(text: str) -> list[int]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, _, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a port or port range: {part!r}") from None
+        if not (0 <= a <= b <= 65535):
+            raise argparse.ArgumentTypeError(f"port out of range: {part!r}")
+        out.extend(range(a, b + 1))
+    return out
+
+
+def _nets(text: str) -> list[str]:
+    nets = [t.strip() for t in text.split(",") if t.strip()]
+    for n in nets:
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a network in CIDR form: {n!r}") from None
+    return nets
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
+    return v
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pyhunt", description="Network threat-hunting sensor: flows with Zeek's conn.log "
+                "semantics, Community ID and hunting features, from captures or live traffic.")
+    from pyhunt import __version__
+    p.add_argument("--version", action="version", version=f"pyhunt {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    r = sub.add_parser("replay", help="turn capture files into flows",
+                       description="Read pcap/pcapng captures (gzip'd too; '-' = stdin) and write one record per "
+                       "flow. With no -o and stdout a terminal, prints a table of the largest flows instead of "
+                       "raw records. A summary goes to stderr.",
+                       epilog=f"The shipped sample capture: {_sample_path()}")
+    r.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap or pcapng file, gzip'd or not; '-' for stdin")
+    r.add_argument("--sample", action="store_true",
+                   help="replay the sample capture shipped with pyhunt (made by scripts/make_sample.py)")
+    r.add_argument("--format", "-f", choices=("ecs", "zeek-json", "zeek-tsv"), default="ecs",
+                   help="ecs: Elastic Common Schema NDJSON (default); zeek-json / zeek-tsv: Zeek conn.log")
+    r.add_argument("-o", "--output", metavar="FILE", help="write records here ('-' = stdout)")
+    r.add_argument("-C", "--ignore-checksums", action="store_true",
+                   help="do not verify IP/TCP/UDP/ICMP checksums (as Zeek's -C)")
+    r.add_argument("--cid-seed", type=_seed, default=0, metavar="N", help="Community ID seed (default 0)")
+    r.add_argument("--tcp-inactivity", type=_seconds, metavar="S", help="TCP inactivity timeout (default 300)")
+    r.add_argument("--udp-inactivity", type=_seconds, metavar="S", help="UDP inactivity timeout (default 60)")
+    r.add_argument("--icmp-inactivity", type=_seconds, metavar="S", help="ICMP inactivity timeout (default 60)")
+    r.add_argument("--other-inactivity", type=_seconds, metavar="S",
+                   help="inactivity timeout of other IP protocols (default 60)")
+    r.add_argument("--active-timeout", type=_seconds, metavar="S",
+                   help="period of interim updates of long flows (default 600; 0 disables)")
+    r.add_argument("--updates", action="store_true",
+                   help="also write interim update records (same uid) for flows longer than --active-timeout")
+    r.add_argument("--capacity", type=_positive, metavar="N",
+                   help="flow table capacity; the least recently active flow is exported early beyond it "
+                   "(default 1048576)")
+    r.add_argument("--first-n", type=int, choices=range(0, 9), metavar="N",
+                   help="packets recorded individually per flow, 0-8 (default 8)")
+    r.add_argument("--tcp-server-ports", type=_ports, metavar="LIST",
+                   help="likely server ports for TCP direction fixes, e.g. '22,80,8000-8100' or 'none' "
+                   "(default: Zeek's likely_server_ports)")
+    r.add_argument("--udp-server-ports", type=_ports, metavar="LIST", help="the same for UDP")
+    r.add_argument("--local-nets", type=_nets, default=[], metavar="CIDRS",
+                   help="comma-separated local networks: enable local_orig/local_resp and network.direction")
+    r.add_argument("--observer", metavar="NAME", help="observer.hostname in ECS records (default: this host)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no summary or progress on stderr")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _open_output(path: str | None) -> tuple[BinaryIO, bool]:
+    if path is None or path == "-":
+        return sys.stdout.buffer, False
+    try:
+        return open(path, "wb"), True
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _tsv_time(ns: int) -> str:
+    return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(ns // 1_000_000_000))
+
+
+def replay(args: argparse.Namespace) -> int:
+    from pyhunt import _ext
+    from pyhunt.flows import FlowMeter
+    from pyhunt.summary import ProgressBar, Stats, format_flow_table, format_summary
+
+    if args.sample:
+        args.captures = [*args.captures, _sample_path()]
+    if not args.captures:
+        raise UsageError("no capture given (name one or more files, '-' for stdin, or --sample)")
+    if args.captures.count("-") > 1:
+        raise UsageError("stdin ('-') can be read only once")
+    for c in args.captures:
+        if c != "-" and not os.path.exists(c):
+            raise UsageError(f"no such capture file: {c}")
+    table_mode = args.output is None and sys.stdout.isatty()
+    out, close_out = (None, False) if table_mode else _open_output(args.output)
+    meter = FlowMeter(ignore_checksums=args.ignore_checksums, cid_seed=args.cid_seed,
+                      tcp_inactivity=args.tcp_inactivity, udp_inactivity=args.udp_inactivity,
+                      icmp_inactivity=args.icmp_inactivity, other_inactivity=args.other_inactivity,
+                      active_timeout=args.active_timeout, emit_updates=args.updates, capacity=args.capacity,
+                      first_n=args.first_n, tcp_server_ports=args.tcp_server_ports,
+                      udp_server_ports=args.udp_server_ports, local_nets=args.local_nets)
+    observer = args.observer or socket.gethostname()
+    bar = ProgressBar() if (not args.quiet and not args.no_progress and sys.stderr.isatty()) else None
+    stats = Stats()
+    first_ts = last_ts = None
+    header_done = False
+    t0 = time.perf_counter()
+    try:
+        for batch in meter.read(*args.captures, progress=bar):
+            recs = batch.to_numpy()
+            stats.add(recs)
+            if len(recs):
+                first_ts = int(recs["ts_start"][0]) if first_ts is None else first_ts
+                last_ts = max(last_ts or 0, int(recs["ts_end"].max()))
+            if out is not None:
+                if args.format == "zeek-tsv" and first_ts is not None and not header_done:
+                    out.write(_ext.tsv_header(_tsv_time(first_ts)))
+                    header_done = True
+                out.write(batch.to_ndjson(args.format, observer=observer))
+        if out is not None and args.format == "zeek-tsv":
+            if not header_done:
+                out.write(_ext.tsv_header(_tsv_time(0)))
+            out.write(_ext.tsv_footer(_tsv_time(last_ts or 0)))
+        if out is not None:
+            out.flush()
+    finally:
+        if bar is not None:
+            bar.close()
+        if close_out and out is not None:
+            out.close()
+    elapsed = time.perf_counter() - t0
+    if table_mode:
+        sys.stdout.write(format_flow_table(stats.largest))
+    if not args.quiet:
+        sys.stderr.write(format_summary(meter.counters, stats, elapsed, _ext.N_DISPOSITIONS,
+                                        _ext.COUNTER_NAMES, meter.errors))
+    for err in meter.errors:
+        sys.stderr.write(f"pyhunt: error: {err}; flows read before it were written\n")
+    return EXIT_RUNTIME if meter.errors else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "replay":
+            return replay(args)
+    except UsageError as exc:
+        sys.stderr.write(f"pyhunt: error: {exc}\n")
+        return EXIT_USAGE
+    except BrokenPipeError:
+        try:
+            sys.stdout = None  # type: ignore[assignment]
+        finally:
+            return EXIT_OK
+    except KeyboardInterrupt:
+        sys.stderr.write("pyhunt: interrupted\n")
+        return 130
+    except MemoryError as exc:
+        sys.stderr.write(f"pyhunt: error: out of memory ({exc}); lower --capacity\n")
+        return EXIT_RUNTIME
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,228 @@
+"""The Python face of the flow engine: FlowMeter and FlowBatch.
+
+Python never sees packets: it feeds capture bytes to the C engine and receives
+finished (or updated) flows in batches, as numpy structured arrays.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from pyhunt import _ext
+from pyhunt.schema import CONN_STATES, FIELDS, dtype, layout
+from pyhunt.sources import open_source
+
+__all__ = ["FlowMeter", "FlowBatch", "CaptureError", "Progress", "check_abi", "parse_networks"]
+
+FORMATS = tuple(_ext.FORMATS)
+END_SHUTDOWN = 6
+END_OF_INPUT = 0
+
+_DTYPE = dtype()
+
+
+def check_abi() -> None:
+    """Fail loudly if the compiled record layout differs from pyhunt.schema."""
+    offsets, size = layout()
+    compiled = _ext.record_layout()
+    expected = [(f.name, f.kind[0], f.size // f.count, f.count, o) for f, o in zip(FIELDS, offsets)]
+    if _ext.RECORD_SIZE != size or compiled != expected:
+        raise ImportError("pyhunt._ext was built from a different flow schema than pyhunt/schema.py; "
+                          "rebuild it (pip install .)")
+
+
+check_abi()
+
+
+class CaptureError(Exception):
+    """A capture could not be read to its end (corrupt, truncated, unreadable)."""
+
+    def __init__(self, source: str, message: str, offset: int | None = None):
+        self.source, self.message, self.offset = source, message, offset
+        where = f" (at byte {offset})" if offset is not None else ""
+        super().__init__(f"{source}: {message}{where}")
+
+
+class FlowBatch:
+    """A batch of flow records; ``to_numpy()`` is zero-copy, ``to_ndjson()`` runs in C."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: np.ndarray):
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def to_numpy(self) -> np.ndarray:
+        """The records as a structured array of ``pyhunt.schema.dtype()`` (no copy)."""
+        return self._records
+
+    def to_ndjson(self, format: str = "ecs", *, observer: str | None = None) -> bytes:
+        """One line per flow: ``ecs``, ``zeek-json`` or ``zeek-tsv`` (lines only, no header)."""
+        return _ext.format_records(self._records, format, observer)
+
+    def to_dicts(self) -> list[dict]:
+        """Flows as Zeek-style dicts (convenience for notebooks and tests; not fast)."""
+        import json
+        return [json.loads(line) for line in self.to_ndjson("zeek-json").splitlines()]
+
+
+@dataclass
+class Progress:
+    """Where the meter is: capture name, bytes done and total (None if unknown)."""
+    source: str
+    done: int
+    total: int | None
+    packets: int
+
+
+def parse_networks(specs: Iterable[str]) -> list[tuple[bytes, int, int]]:
+    """CIDR strings -> (16-byte address, ip version, prefix) for the engine."""
+    out = []
+    for spec in specs:
+        net = ipaddress.ip_network(spec.strip(), strict=False)
+        out.append((net.network_address.packed.ljust(16, b"\0"), net.version, net.prefixlen))
+    return out
+
+
+@dataclass
+class FlowMeter:
+    """Turns captures into flows with Zeek's conn.log semantics.
+
+    Times are in seconds. ``read()`` yields :class:`FlowBatch` objects; several
+    captures are one stream (one flow table). Counters are in ``counters``.
+    """
+    ignore_checksums: bool = False
+    tcp_inactivity: float | None = None
+    udp_inactivity: float | None = None
+    icmp_inactivity: float | None = None
+    other_inactivity: float | None = None
+    active_timeout: float | None = None
+    emit_updates: bool = False
+    capacity: int | None = None
+    cid_seed: int = 0
+    first_n: int | None = None
+    tcp_server_ports: Sequence[int] | None = None
+    udp_server_ports: Sequence[int] | None = None
+    local_nets: Sequence[str] = ()
+    batch_size: int = 65536
+    errors: list[CaptureError] = field(default_factory=list)
+    _engine: _ext.Engine | None = field(default=None, repr=False)
+
+    def _config(self) -> dict:
+        cfg: dict = {"ignore_checksums": self.ignore_checksums, "emit_updates": self.emit_updates,
+                     "cid_seed": self.cid_seed, "local_nets": parse_networks(self.local_nets)}
+        for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity",
+                     "active_timeout", "capacity", "first_n", "tcp_server_ports", "udp_server_ports"):
+            value = getattr(self, name)
+            if value is not None:
+                cfg[name] = value
+        if not 0 <= self.cid_seed <= 65535:
+            raise ValueError("cid_seed must be between 0 and 65535")
+        if self.first_n is not None and not 0 <= self.first_n <= 8:
+            raise ValueError("first_n must be between 0 and 8")
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        return cfg
+
+    @property
+    def engine(self) -> _ext.Engine:
+        if self._engine is None:
+            self._engine = _ext.Engine(self._config(), _DTYPE)
+        return self._engine
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.engine.counters()
+
+    def read(self, *captures: str, progress: Callable[[Progress], None] | None = None,
+             finish: bool = True) -> Iterator[FlowBatch]:
+        """Yield flow batches for the captures (paths, '-' for stdin), then flush the table.
+
+        A capture that cannot be read to its end is recorded in ``errors`` (flows read
+        before the damage are kept) and reading goes on with the next capture.
+        """
+        eng = self.engine
+        for path in captures:
+            yield from self._read_one(eng, path, progress)
+        if finish:
+            eng.finish(END_OF_INPUT)
+            while eng.queued():
+                yield FlowBatch(eng.take())
+
+    def _read_one(self, eng: _ext.Engine, path: str,
+                  progress: Callable[[Progress], None] | None) -> Iterator[FlowBatch]:
+        try:
+            src = open_source(path)
+        except OSError as exc:
+            self.errors.append(CaptureError(path, f"cannot open: {exc.strerror or exc}"))
+            return
+        eng.begin_capture()
+        tail = b""
+        step = 1 << 18
+        rc = _ext.RUN_EOF
+        try:
+            for data, final, stream_err in _chunks_with_end(src):
+                buf = data if not tail else tail + bytes(data)
+                eng.feed(buf, final)
+                while True:
+                    rc = eng.run(self.batch_size, step)
+                    if eng.queued() >= self.batch_size:
+                        yield FlowBatch(eng.take())
+                    if progress is not None:
+                        progress(Progress(src.name, eng.offset(), src.size, eng.counters()["packets_read"]))
+                    if rc not in (_ext.RUN_BATCH, _ext.RUN_YIELD):
+                        break
+                if rc == _ext.RUN_NOMEM:
+                    raise MemoryError("out of memory in the flow engine")
+                if stream_err is not None:
+                    self.errors.append(CaptureError(src.name, _stream_message(stream_err), eng.offset()))
+                    return
+                if rc == _ext.RUN_NEED_MORE:
+                    tail = bytes(memoryview(buf)[eng.consumed():])
+                    continue
+                if rc == _ext.RUN_ERROR:
+                    msg, off = eng.error()
+                    self.errors.append(CaptureError(src.name, msg, off))
+                return
+        finally:
+            eng.begin_capture()  # drop the reader's reference to the buffer before unmapping
+            src.close()
+
+
+def _stream_message(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "compressed stream ends early (truncated gzip file)"
+    return f"cannot decompress or read: {exc}"
+
+
+def _chunks_with_end(src) -> Iterator[tuple[bytes | memoryview, bool, BaseException | None]]:
+    """The source's chunks, each with whether it is the last, and a read error that ended it."""
+    it = src.chunks()
+    try:
+        prev = next(it, None)
+    except (OSError, EOFError) as exc:
+        yield b"", True, exc
+        return
+    if prev is None:
+        yield b"", True, None
+        return
+    while True:
+        try:
+            cur = next(it, None)
+        except (OSError, EOFError) as exc:
+            yield prev, True, exc
+            return
+        if cur is None:
+            yield prev, True, None
+            return
+        yield prev, False, None
+        prev = cur
+
+
+def conn_state_name(index: int) -> str:
+    return CONN_STATES[index]

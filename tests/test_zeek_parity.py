@@ -1,0 +1,75 @@
+"""Zeek parity: the engine scored against Zeek's own conn.log baselines (../shared/zeek-parity).
+
+Non-tunnel cases must reach the floors of issue 2; tunnel cases are expected
+failures until the tunnel decapsulation issue lands (they are run, not skipped).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SHARED, shared_path
+
+PARITY = SHARED / "zeek-parity"
+MIN_MATCH = 99.0
+MIN_FIELD = 97.0
+FLOOR_FIELDS = ("conn_state", "history", "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts",
+                "orig_ip_bytes", "resp_ip_bytes")
+
+
+def _cases() -> tuple[list[str], list[str]]:
+    plain, tunnel = [], []
+    for cj in sorted((PARITY / "cases").glob("*/case.json")):
+        case = json.loads(cj.read_text())
+        (tunnel if any(t.startswith("tunnel:") for t in case["tags"]) else plain).append(case["name"])
+    return plain, tunnel
+
+
+PLAIN, TUNNEL = _cases() if PARITY.exists() else ([], [])
+
+
+def meter_cmd() -> str:
+    """The harness's command template: our CLI in zeek-json mode (-C when Zeek ran with -C)."""
+    return (f"{sys.executable} -m pyhunt replay -q --format zeek-json -o {{out}} {{pcap}} "
+            f"$( [ {{ignore_checksums}} = 1 ] && echo -C )")
+
+
+def run_harness(cases: list[str], tmp_path) -> tuple[dict, str]:
+    harness = shared_path("zeek-parity", "zeek_parity.py")
+    report = tmp_path / "parity.json"
+    args = [sys.executable, str(harness), "--cases", str(PARITY / "cases"), "--cmd", meter_cmd(),
+            "--out", str(report), "--jobs", "2", "-v"]
+    for c in cases:
+        args += ["--case", c]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    return json.loads(report.read_text()), r.stdout
+
+
+@pytest.mark.parity
+def test_non_tunnel_cases_reach_the_floor(tmp_path):
+    shared_path("zeek-parity", "cases")
+    rep, text = run_harness(PLAIN, tmp_path)
+    print(text)  # the per-case table and the final parity line, visible with -s or on failure
+    overall = rep["overall"]
+    failed = [c["name"] for c in rep["cases"] if not c["status"].startswith("ok")]
+    assert not failed, f"meter runs failed: {failed}"
+    assert overall["match_rate"] >= MIN_MATCH, text[-3000:]
+    low = {f: overall["field_rates"][f] for f in FLOOR_FIELDS
+           if overall["field_rates"][f] is not None and overall["field_rates"][f] < MIN_FIELD}
+    assert not low, f"fields under {MIN_FIELD}%: {low}\n{text[-3000:]}"
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("case", TUNNEL or ["(no cases)"])
+@pytest.mark.xfail(reason="tunnel decapsulation (VXLAN, GENEVE, GRE, ERSPAN, IP-in-IP, Teredo, GTP, AYIYA) "
+                   "belongs to the tunnels issue (#5)", strict=False)
+def test_tunnel_case(case, tmp_path):
+    shared_path("zeek-parity", "cases")
+    rep, text = run_harness([case], tmp_path)
+    o = rep["overall"]
+    assert o["match_rate"] >= MIN_MATCH and o["extra"] == 0, text[-2000:]
+    assert all(v is None or v >= MIN_FIELD for v in o["field_rates"].values()), text[-2000:]
