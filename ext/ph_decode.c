@@ -36,7 +36,9 @@
 #define IPPROTO_ICMPV6_  58
 #define IPPROTO_NONE_    59
 #define IPPROTO_DSTOPTS_ 60
-#define IPPROTO_MH_      135
+/* The IPv6 mobility header (135) is not an extension header here: Zeek treats
+ * it as one only when built with ENABLE_MOBILE_IPV6 (off by default); a default
+ * build hands it to the unknown-transport analyzer, which logs a connection. */
 
 struct ph_decoder {
     ph_decode_cfg cfg;
@@ -82,11 +84,13 @@ ph_decoder *ph_decoder_new(const ph_decode_cfg *cfg, uint64_t *counters)
         ph_decode_cfg_default(&d->cfg);
     d->counters = counters ? counters : d->own_counters;
     d->frag = ph_frag_new(d->cfg.frag_max_datagrams, d->cfg.frag_max_bytes, d->cfg.frag_timeout_ns, d->counters);
-    if (!d->frag) {
-        free(d);
-        return NULL;
-    }
+    if (!d->frag)
+        goto error;
     return d;
+
+error:
+    ph_decoder_free(d);
+    return NULL;
 }
 
 void ph_decoder_free(ph_decoder *d)
@@ -372,16 +376,16 @@ static int ipv6_fragment(dctx *c, const uint8_t *p, uint32_t total, uint32_t off
     return decode_rebuilt(c, buf, hl, dl);
 }
 
-/* Routing header (Zeek IPv6_Hdr_Chain::ProcessRoutingHeader): types 0 and 2
- * with segments left name the final destination in their last 16 bytes. */
+/* Routing header (Zeek IPv6_Hdr_Chain::ProcessRoutingHeader): type 0 with
+ * segments left names the final destination in its last 16 bytes (type 2 does
+ * too, but only in Zeek builds with ENABLE_MOBILE_IPV6, off by default). */
 static void ipv6_routing(ph_parsed *o, const uint8_t *rh, uint32_t hl, int *routed)
 {
     uint8_t type = rh[2], segleft = rh[3], len8 = rh[1];
 
     if (*routed)
         return;   /* RFC 8200: at most one; Zeek keeps the first */
-    if ((type == 0 && segleft > 0 && len8 >= 2 && len8 % 2 == 0) ||
-        (type == 2 && segleft > 0 && len8 == 2)) {
+    if (type == 0 && segleft > 0 && len8 >= 2 && len8 % 2 == 0) {
         memcpy(o->daddr, rh + hl - 16, 16);
         *routed = 1;
     }
@@ -413,7 +417,6 @@ static int decode_ipv6(dctx *c, const uint8_t *p, uint32_t len, int rebuilt, uin
         case IPPROTO_FRAG_:
         case IPPROTO_AH_:
         case IPPROTO_ESP_:
-        case IPPROTO_MH_:
             break;
         default:
             goto transport;
@@ -436,8 +439,6 @@ static int decode_ipv6(dctx *c, const uint8_t *p, uint32_t len, int rebuilt, uin
             return PH_C_BAD_IP_HEADER;
         if (off + hl > len)
             return PH_C_TRUNCATED_IP;
-        if (nh == IPPROTO_MH_)        /* Zeek: mobility messages make no connection */
-            return PH_C_NO_CONNECTION;
         if (nh == IPPROTO_ROUTING_)
             ipv6_routing(o, p + off, hl, &routed);
         if (nh == IPPROTO_FRAG_) {

@@ -36,6 +36,10 @@ typedef struct ph_flow_cfg {
     /* local networks for local_orig/local_resp (network order, IPv4 in first 4 bytes) */
     uint32_t n_local_nets;
     struct { uint8_t addr[16]; uint8_t ipver; uint8_t prefix; } local_nets[64];
+    /* 1 (default): outer and inner VLAN ids are part of the flow key (as Zeek's
+     * policy/frameworks/conn_key/vlan_fivetuple); 0: Zeek's default key, without
+     * VLANs (both directions of a flow routed between two VLANs are one flow). */
+    uint8_t vlan_in_key;
 } ph_flow_cfg;
 
 /* Zeek's defaults (timeouts, capacity 1<<20, seed 0, first_n 8, Zeek's likely_server_ports). */
@@ -54,6 +58,10 @@ void ph_flowtab_free(ph_flowtab *t);
  * PH_C_IN_FLOW, PH_C_BAD_CHECKSUM (flow created/looked up, packet ignored),
  * PH_C_NO_CONNECTION, or PH_C_FLOW_TABLE_FULL. */
 int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p);
+
+/* Optional: prefetch the table slot and flow of a packet that will be passed
+ * to ph_flowtab_packet soon (call it one packet ahead). */
+void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p);
 
 /* Run timers up to packet time now_ns (the engine calls this for packets that
  * did not reach the table too, so time always advances). */

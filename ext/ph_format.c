@@ -16,8 +16,17 @@
  *              shortest round-trip form) prints a microsecond timestamp;
  *              durations are the exact microsecond value (0.01436) where Zeek
  *              would print its double subtraction (0.014359951019287109);
- *   ecs        ISO 8601 UTC with 6 fractional digits ("...T04:26:07.096535Z"),
- *              event.duration in integer nanoseconds.
+ *   ecs        ISO 8601 UTC with 6 fractional digits ("2011-03-18T19:06:07.096535Z"),
+ *              event.duration in integer nanoseconds (ts_end - ts_start).
+ *
+ * Zeek parity details: like Zeek, the zeek-* formats log ports 0/0 and proto
+ * "unknown_transport" for everything but TCP, UDP, ICMP and ICMPv6 (SCTP too;
+ * ECS keeps SCTP's ports); duration/orig_bytes/resp_bytes only when
+ * ts_end > ts_start; history unset when empty; local_orig/local_resp only when
+ * local networks are known; service and tunnel_parents are unset ("-" in TSV,
+ * absent in JSON). ECS puts an ICMP flow's id.orig_p/id.resp_p under
+ * zeek.connection.icmp.type/.code exactly as Elastic's Zeek integration does
+ * (so for request/reply types "code" is Zeek's counterpart type).
  */
 #include "ph_format.h"
 
@@ -108,6 +117,43 @@ static inline char *put_u64(char *p, uint64_t v)
     return p + n;
 }
 
+/* exactly 6 digits, with leading zeros (v < 10^6) */
+static inline char *put_6digits(char *p, uint32_t v)
+{
+    uint32_t hi = v / 10000u, lo = v % 10000u;
+    memcpy(p, DIGITS2 + 2 * hi, 2);
+    memcpy(p + 2, DIGITS2 + 2 * (lo / 100u), 2);
+    memcpy(p + 4, DIGITS2 + 2 * (lo % 100u), 2);
+    return p + 6;
+}
+
+/* 32-bit values: the common case for counters and sizes, cheaper than the u64 path */
+static inline char *put_u32(char *p, uint32_t v)
+{
+    if (v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    if (v < 100) {
+        memcpy(p, DIGITS2 + 2 * v, 2);
+        return p + 2;
+    }
+    int n = v < 1000 ? 3 : v < 10000 ? 4 : v < 100000 ? 5 : v < 1000000 ? 6 : v < 10000000 ? 7
+          : v < 100000000 ? 8 : v < 1000000000 ? 9 : 10;
+    char *e = p + n;
+    while (v >= 100) {
+        uint32_t r = v % 100u;
+        v /= 100u;
+        e -= 2;
+        memcpy(e, DIGITS2 + 2 * r, 2);
+    }
+    if (v >= 10)
+        memcpy(e - 2, DIGITS2 + 2 * v, 2);
+    else
+        e[-1] = (char)('0' + v);
+    return p + n;
+}
+
 static inline char *put_i64(char *p, int64_t v)
 {
     if (v < 0) {
@@ -141,14 +187,14 @@ static char *put_fixed6(char *p, int neg, uint64_t micros, int trim)
     uint32_t fr = (uint32_t)(micros % 1000000u);
     if (neg && micros)
         *p++ = '-';
-    p = put_u64(p, ip);
+    p = ip <= UINT32_MAX ? put_u32(p, (uint32_t)ip) : put_u64(p, ip);
     *p++ = '.';
+    if (!trim)
+        return put_6digits(p, fr);
     int nd = 6;
-    if (trim) {
-        while (nd > 1 && fr % 10u == 0) {
-            fr /= 10u;
-            nd--;
-        }
+    while (nd > 1 && fr % 10u == 0) {
+        fr /= 10u;
+        nd--;
     }
     put_digits(p, fr, nd);
     return p + nd;
@@ -176,13 +222,27 @@ static char *put_double6(char *p, double v)
     int neg = v < 0;
     double a = neg ? -v : v;
     if (a < 9.0e12)
-        return put_fixed6(p, neg, (uint64_t)(a * 1e6 + 0.5), 0);
-    char tmp[40];
+        return put_fixed6(p, neg, (uint64_t)(int64_t)(a * 1e6 + 0.5), 0); /* < 2^63: one cvttsd2si */
+    char tmp[48];
     int n = snprintf(tmp, sizeof(tmp), "%.17g", v);
-    if (n < 0 || (size_t)n >= sizeof(tmp) - 2)
+    if (n < 0 || (size_t)n >= sizeof(tmp))
         return PUT(p, "0.000000");
-    p = put_mem(p, tmp, (size_t)n);
-    if (!memchr(tmp, '.', (size_t)n) && !memchr(tmp, 'e', (size_t)n))
+    /* whatever the locale's decimal point is (',' or a multi-byte one), write '.' */
+    int point = 0, exp = 0;
+    for (int i = 0; i < n;) {
+        char c = tmp[i];
+        if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e') {
+            exp |= c == 'e';
+            *p++ = c;
+            i++;
+            continue;
+        }
+        *p++ = '.';
+        point = 1;
+        while (i < n && !(tmp[i] >= '0' && tmp[i] <= '9'))
+            i++;
+    }
+    if (!point && !exp)
         p = PUT(p, ".0"); /* stay a JSON float, like every other value of the field */
     return p;
 }
@@ -388,13 +448,10 @@ static char *put_tsv_str(char *p, const char *str, size_t n)
 /* Names                                                               */
 /* ------------------------------------------------------------------ */
 
-static const char *const CONN_STATE_NAMES[] = {"S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR",
-                                               "RSTOS0", "RSTRH", "SH", "SHR", "OTH"};
-#define N_CONN_STATES (sizeof(CONN_STATE_NAMES) / sizeof(CONN_STATE_NAMES[0]))
-
+/* conn_state and end_reason names come from the generated ph_record.h (pyhunt/schema.py). */
 static inline const char *conn_state_name(uint8_t cs)
 {
-    return cs < N_CONN_STATES ? CONN_STATE_NAMES[cs] : "OTH";
+    return cs < PH_N_CONN_STATES ? ph_conn_state_names[cs] : "OTH";
 }
 
 static inline int is_icmp(uint8_t proto) { return proto == 1 || proto == 58; }
@@ -780,7 +837,7 @@ static int split_path(const char *path, path_parts *pp)
 static size_t value_max(char kind)
 {
     switch (kind) {
-    case 'f': return 40;     /* fixed6 below 9e12 (21) or %.17g (<= 24) */
+    case 'f': return 40;     /* fixed6 below 9e12 (21) or %.17g (<= 24) + ".0" */
     case 'i': return 21;
     case 'u': return 20;
     default: return 0;
@@ -791,6 +848,7 @@ static int build_plan(feat_plan *fp)
 {
     size_t used = 0, values = 0;
     path_parts prev = {0}, cur;
+    memset(fp->pool, 0, sizeof(fp->pool)); /* put_chunks may read the slack after the last fragment */
     for (int k = 0; k < PH_REC_NFEATURES; k++) {
         const ph_rec_field *f = &ph_rec_fields[ph_rec_feature_order[k]];
         if (!f->ecs || split_path(f->ecs, &cur) != 0)
@@ -857,9 +915,9 @@ static char *put_scalar(char *p, const char *src, char kind, unsigned elem)
         }
     default:
         switch (elem) {
-        case 1: return put_u64(p, (uint8_t)*src);
-        case 2: { uint16_t v; memcpy(&v, src, 2); return put_u64(p, v); }
-        case 4: { uint32_t v; memcpy(&v, src, 4); return put_u64(p, v); }
+        case 1: return put_u32(p, (uint8_t)*src);
+        case 2: { uint16_t v; memcpy(&v, src, 2); return put_u32(p, v); }
+        case 4: { uint32_t v; memcpy(&v, src, 4); return put_u32(p, v); }
         default: { uint64_t v; memcpy(&v, src, 8); return put_u64(p, v); }
         }
     }
@@ -899,6 +957,15 @@ static char *put_features(char *p, const ph_flow_rec *r, const feat_plan *fp)
 /* ------------------------------------------------------------------ */
 
 /* fixed text of an ECS document without the features and the two option strings */
+/* ECS version the documents follow (ecs.version). */
+#define PH_ECS_VERSION "8.11.0"
+
+/* pyhunt.schema.END_REASONS, by index (event.reason). */
+static const char *end_reason_name(uint8_t r)
+{
+    return r < PH_N_END_REASONS ? ph_end_reason_names[r] : "unknown";
+}
+
 #define ECS_FIXED_MAX 3072
 
 typedef struct ecs_ctx {
@@ -921,7 +988,8 @@ static char *ecs_doc(char *p, const ph_flow_rec *r, const ecs_ctx *cx)
     p = PUT(p, "{\"@timestamp\":\"");
     p = put_iso(p, r->ts_start);
     size_t start_len = (size_t)(p - start);
-    p = PUT(p, "\",\"event\":{\"kind\":\"event\",\"category\":[\"network\"],\"type\":");
+    p = PUT(p, "\",\"ecs\":{\"version\":\"" PH_ECS_VERSION "\"}");
+    p = PUT(p, ",\"event\":{\"kind\":\"event\",\"category\":[\"network\"],\"type\":");
     p = (r->flags & PH_RF_UPDATE) ? PUT(p, "[\"connection\",\"info\"]") : PUT(p, "[\"connection\",\"end\"]");
     p = PUT(p, ",\"dataset\":");
     p = put_json_str(p, cx->dataset, cx->dataset_len);
@@ -933,6 +1001,12 @@ static char *ecs_doc(char *p, const ph_flow_rec *r, const ecs_ctx *cx)
     p = put_iso(p, r->ts_end);
     p = PUT(p, "\",\"duration\":");
     p = put_u64(p, duration_ns(r));
+    p = PUT(p, ",\"reason\":\"");
+    {
+        const char *why = end_reason_name(r->end_reason);
+        p = put_mem(p, why, strlen(why));
+    }
+    *p++ = '"';
 
     p = PUT(p, "},\"source\":{\"ip\":\"");
     p = put_addr(p, v, r->orig_h);

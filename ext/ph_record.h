@@ -38,6 +38,11 @@
 #define PH_RF_LOCAL_RESP 0x0040
 #define PH_RF_LOCAL_KNOWN 0x0080
 
+static const char *const ph_conn_state_names[] = {"S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"};
+static const char *const ph_end_reason_names[] = {"end_of_input", "inactivity", "tcp_closed", "tcp_reuse", "evicted", "active_timeout", "shutdown"};
+#define PH_N_CONN_STATES 13
+#define PH_N_END_REASONS 7
+
 typedef struct ph_flow_rec {
     uint64_t flow_id; /* stable flow id (from Community ID, start time and VLAN context); the uid and _id */
     int64_t ts_start; /* time of the first packet (ns since epoch) */

@@ -148,8 +148,9 @@ def dtype():
     """The numpy structured dtype matching ``ph_flow_rec`` byte for byte."""
     import numpy as np
     offsets, size = layout()
+    # aligned=True keeps the C struct's trailing padding through numpy operations (concatenate...)
     return np.dtype({"names": [f.name for f in FIELDS], "formats": [f.np_format for f in FIELDS],
-                     "offsets": offsets, "itemsize": size})
+                     "offsets": offsets, "itemsize": size, "aligned": True})
 
 
 def feature_fields() -> list[Field]:
@@ -171,6 +172,13 @@ def render_c_header() -> str:
     out.append("")
     for k, v in FLAGS.items():
         out.append(f"#define PH_RF_{k.upper()} 0x{v:04x}")
+    out.append("")
+    out.append("static const char *const ph_conn_state_names[] = {"
+               + ", ".join(f'"{c}"' for c in CONN_STATES) + "};")
+    out.append("static const char *const ph_end_reason_names[] = {"
+               + ", ".join(f'"{c}"' for c in END_REASONS) + "};")
+    out.append(f"#define PH_N_CONN_STATES {len(CONN_STATES)}")
+    out.append(f"#define PH_N_END_REASONS {len(END_REASONS)}")
     out += ["", "typedef struct ph_flow_rec {"]
     for f in FIELDS:
         arr = f"[{f.count}]" if (f.count > 1 or f.kind == "S") else ""

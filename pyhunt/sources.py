@@ -28,20 +28,47 @@ class Source:
     mapped: mmap.mmap | None = None
     stream: BinaryIO | None = None
     _owned: BinaryIO | None = None
+    _view: memoryview | None = None
 
     def chunks(self) -> Iterator[bytes | memoryview]:
         """The capture as one mapped buffer, or as successive stream chunks."""
         if self.mapped is not None:
-            yield memoryview(self.mapped)
+            self._view = memoryview(self.mapped)
+            yield self._view
             return
         assert self.stream is not None
+        read1 = getattr(self.stream, "read1", None)
         while True:
-            chunk = self.stream.read(CHUNK)
+            if read1 is None:
+                chunk = self.stream.read(CHUNK)
+            else:
+                chunk = yield from self._gather(read1)
             if not chunk:
                 return
             yield chunk
 
+    @staticmethod
+    def _gather(read1) -> Iterator[bytes]:
+        """Up to CHUNK bytes by read1 calls, so that data decompressed before a damaged
+        part of a gzip stream is delivered before the error is raised."""
+        parts, size = [], 0
+        while size < CHUNK:
+            try:
+                piece = read1(CHUNK - size)
+            except (OSError, EOFError):
+                if parts:
+                    yield b"".join(parts)
+                raise
+            if not piece:
+                break
+            parts.append(piece)
+            size += len(piece)
+        return b"".join(parts)
+
     def close(self) -> None:
+        if self._view is not None:
+            self._view.release()  # the engine dropped its reference first (begin_capture)
+            self._view = None
         if self.mapped is not None:
             self.mapped.close()
         if self.stream is not None and self.stream is not self._owned:

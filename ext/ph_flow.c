@@ -1,0 +1,993 @@
+/*
+ * ph_flow.c -- the bidirectional flow table (see ph_flow.h).
+ *
+ * Table: open addressing with linear probing over 64-bit slots
+ * (hash << 32 | flow index + 1), sized to a power of two with load <= 0.75 at
+ * full capacity; deletion by backward shift (no tombstones). Flows live in
+ * chunks of 1024 allocated on demand up to cfg->capacity, so memory grows
+ * with use and is bounded by the capacity. Nothing is allocated per packet.
+ *
+ * Time is packet time. Each packet first advances the clock; timers due at or
+ * before it run first, as Zeek runs its timers before the packet.
+ *
+ * Timers:
+ *  - Inactivity (Zeek's per-connection inactivity timer; UDP 1 min, ICMP and
+ *    other IP 1 min, TCP starting with the UDP timeout and switching to 5 min
+ *    once past the handshake, 1 h for 21/22/23/513/tcp): a hashed timing
+ *    wheel of 2^15 buckets of ~134 ms. A flow sits in the bucket of the
+ *    deadline it had when inserted; when a bucket has fully passed, each flow
+ *    in it either expires (last_time + timeout <= now) or is re-inserted at
+ *    its current deadline, exactly like Zeek's re-arming inactivity timer.
+ *    Per packet nothing moves: a flow is touched again only once per timeout.
+ *    A lookup also checks the deadline, so a packet never joins a connection
+ *    that Zeek would already have expired (exact semantics; only the export
+ *    of untouched idle flows may lag by up to one bucket).
+ *  - TCP timers (attempt 5 s, session expire check 5 s then every 6 s, close
+ *    delay 5 s) and interim-update deadlines: a binary min-heap over flows
+ *    keyed by each flow's earliest deadline, run exactly when packet time
+ *    reaches it (Zeek dispatches its timers with the current packet time).
+ *
+ * Eviction (table full): the victim is the flow with the earliest inactivity
+ * deadline, found from the first non-empty wheel bucket (a flow about to time
+ * out anyway; within a timeout class, the least recently active). It is
+ * exported with end_reason PH_END_EVICTED and counted in PH_C_EVICTIONS.
+ *
+ * Export order is deterministic: removal order (timers in deadline order,
+ * wheel buckets in time order and list order), and at flush by start time,
+ * then flow id.
+ */
+#include "ph_flow_int.h"
+#include "ph_ports.h"
+
+#include <stdlib.h>
+
+const uint32_t ph_pow10_u32[11] = {
+    1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
+    1410065408u /* 10^10 mod 2^32, as Zeek's threshold overflows */
+};
+
+#define WHEEL_NONE 0xffffu
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+void ph_flow_cfg_default(ph_flow_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->tcp_inactivity_ns = 300 * PH_NS_PER_SEC;
+    cfg->udp_inactivity_ns = 60 * PH_NS_PER_SEC;
+    cfg->icmp_inactivity_ns = 60 * PH_NS_PER_SEC;
+    cfg->other_inactivity_ns = 60 * PH_NS_PER_SEC;
+    cfg->tcp_attempt_ns = 5 * PH_NS_PER_SEC;
+    cfg->tcp_close_delay_ns = 5 * PH_NS_PER_SEC;
+    cfg->tcp_session_timer_ns = 6 * PH_NS_PER_SEC;
+    cfg->tcp_linger_ns = 5 * PH_NS_PER_SEC;
+    cfg->long_inactivity_ns = (int64_t)PH_ZEEK_LONG_INACTIVITY_S * PH_NS_PER_SEC;
+    cfg->active_timeout_ns = 600 * PH_NS_PER_SEC;
+    cfg->capacity = 1u << 20;
+    cfg->cid_seed = 0;
+    cfg->emit_updates = 0;
+    cfg->first_n = PH_FIRST_N;
+    cfg->vlan_in_key = 1;
+    for (size_t i = 0; i < PH_ZEEK_N_TCP_SERVER_PORTS; i++)
+        cfg->tcp_server_ports[ph_zeek_tcp_server_ports[i] >> 3] |= (uint8_t)(1u << (ph_zeek_tcp_server_ports[i] & 7));
+    for (size_t i = 0; i < PH_ZEEK_N_UDP_SERVER_PORTS; i++)
+        cfg->udp_server_ports[ph_zeek_udp_server_ports[i] >> 3] |= (uint8_t)(1u << (ph_zeek_udp_server_ports[i] & 7));
+}
+
+static inline int port_bit(const uint8_t *bm, uint16_t port) { return (bm[port >> 3] >> (port & 7)) & 1; }
+
+/* ------------------------------------------------------------------ */
+/* Keys                                                                */
+/* ------------------------------------------------------------------ */
+static int icmp4_counterpart(int type, int code, int *oneway)
+{
+    *oneway = 0;
+    switch (type) {
+    case 8: return 0;
+    case 0: return 8;
+    case 13: return 14;
+    case 14: return 13;
+    case 15: return 16;
+    case 16: return 15;
+    case 10: return 9;
+    case 9: return 10;
+    case 17: return 18;
+    case 18: return 17;
+    default: *oneway = 1; return code;
+    }
+}
+
+static int icmp6_counterpart(int type, int code, int *oneway)
+{
+    *oneway = 0;
+    switch (type) {
+    case 128: return 129;
+    case 129: return 128;
+    case 133: return 134;
+    case 134: return 133;
+    case 135: return 136;
+    case 136: return 135;
+    case 130: return 131;
+    case 131: return 130;
+    case 139: return 140;
+    case 140: return 139;
+    case 144: return 145;
+    case 145: return 144;
+    default: *oneway = 1; return code;
+    }
+}
+
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+    ph_u128 r = (ph_u128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+static inline uint32_t key_hash(const uint64_t w[6])
+{
+    /* two 64x64->128 multiplies over the six words (the address words are
+     * folded pairwise: a IPv4 key has w[1] = w[3] = 0) */
+    uint64_t h = mum(w[0] ^ w[3] ^ 0xa0761d6478bd642full, w[1] ^ w[2] ^ 0xe7037ed1a0b428dbull)
+               + mum(w[4] ^ 0x8ebc6af09c88c6e3ull, w[5] ^ 0x589965cc75374cc3ull);
+    h = mum(h, 0x1d8e4e27c47d124full);
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static inline int key_eq(const ph_fkey *x, const ph_fkey *y)
+{
+    return ((x->w[0] ^ y->w[0]) | (x->w[1] ^ y->w[1]) | (x->w[2] ^ y->w[2]) | (x->w[3] ^ y->w[3]) |
+            (x->w[4] ^ y->w[4]) | (x->w[5] ^ y->w[5])) == 0;
+}
+
+/* Protocols for which Zeek never makes a connection (ESP, IPv6 mobility,
+ * no-next-header) or that are tunnels the decoder did not take apart. */
+static inline int no_connection_proto(uint8_t proto)
+{
+    return proto == 50 || proto == 135 || proto == 59 || proto == 4 || proto == 41 || proto == 47;
+}
+
+/* Build the canonical key of a packet. Returns the flow kind; *src_is_a tells
+ * whether the packet's source is key side a. */
+static int build_key(const ph_flowtab *t, const ph_parsed *p, ph_fkey *k, int *src_is_a)
+{
+    uint16_t sp, dp;
+    int oneway = 0, kind;
+    switch (p->proto) {
+    case 6: kind = PH_K_TCP; sp = p->sport; dp = p->dport; break;
+    case 17: kind = PH_K_UDP; sp = p->sport; dp = p->dport; break;
+    case 1:
+        kind = PH_K_ICMP;
+        sp = p->icmp_type;
+        dp = (uint16_t)icmp4_counterpart(p->icmp_type, p->icmp_code, &oneway);
+        break;
+    case 58:
+        kind = PH_K_ICMP;
+        sp = p->icmp_type;
+        dp = (uint16_t)icmp6_counterpart(p->icmp_type, p->icmp_code, &oneway);
+        break;
+    default: kind = PH_K_OTHER; sp = dp = 0; break;
+    }
+    /* canonical order: any total order works; compare the addresses as two
+     * native 64-bit words, then the ports */
+    uint64_t s0, s1, d0, d1;
+    if (p->ipver == 4) {
+        /* 4-byte loads: the decoder just stored 4 bytes there (a wider load
+         * would stall on store forwarding); the rest of the words is zero */
+        uint32_t s4, d4;
+        memcpy(&s4, p->saddr, 4);
+        memcpy(&d4, p->daddr, 4);
+        s0 = s4;
+        d0 = d4;
+        s1 = d1 = 0;
+    } else {
+        memcpy(&s0, p->saddr, 8);
+        memcpy(&s1, p->saddr + 8, 8);
+        memcpy(&d0, p->daddr, 8);
+        memcpy(&d1, p->daddr + 8, 8);
+    }
+    int src_first = oneway || (s0 != d0 ? s0 < d0 : s1 != d1 ? s1 < d1 : sp <= dp);
+    uint64_t vl = 0;
+    if (t->cfg.vlan_in_key) {
+        /* as Zeek's vlan_fivetuple: the tag values (0 when absent) are keyed */
+        if (p->nvlan >= 1)
+            vl = p->vlan[0];
+        if (p->nvlan >= 2)
+            vl |= (uint64_t)p->vlan[1] << 16;
+    }
+    if (src_first) {
+        k->w[0] = s0; k->w[1] = s1; k->w[2] = d0; k->w[3] = d1;
+        k->w[4] = sp | (uint64_t)dp << 16 | vl << 32;
+    } else {
+        k->w[0] = d0; k->w[1] = d1; k->w[2] = s0; k->w[3] = s1;
+        k->w[4] = dp | (uint64_t)sp << 16 | vl << 32;
+    }
+    *src_is_a = src_first;
+    k->w[5] = p->proto | (uint64_t)p->ipver << 8 | (uint64_t)oneway << 16;
+    k->w[5] |= (uint64_t)key_hash(k->w) << 32;
+    return kind;
+}
+
+/* ------------------------------------------------------------------ */
+/* Hash table                                                          */
+/* ------------------------------------------------------------------ */
+static ph_flow *lookup(const ph_flowtab *t, const ph_fkey *k, uint32_t *slot_out)
+{
+    uint32_t i = ph_key_hash(k) & t->mask;
+    for (;;) {
+        uint64_t s = t->slots[i];
+        if (!s) {
+            *slot_out = i;
+            return NULL;
+        }
+        if ((uint32_t)(s >> 32) == ph_key_hash(k)) {
+            ph_flow *f = ph_flow_at(t, (uint32_t)s - 1);
+            if (key_eq(&f->k, k)) {
+                *slot_out = i;
+                return f;
+            }
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* Double the slot array (rehash). Called when the load would exceed 3/4;
+ * never beyond the size needed for the capacity. */
+static void slots_grow(ph_flowtab *t)
+{
+    uint64_t n = (uint64_t)t->mask + 1, nn = n * 2;
+    if (nn > t->max_slots)
+        return;
+    uint64_t *ns = calloc(nn, sizeof *ns);
+    if (!ns)
+        return;   /* keep the current array (load may go above 3/4; still correct) */
+    uint32_t nmask = (uint32_t)(nn - 1);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t v = t->slots[i];
+        if (!v)
+            continue;
+        uint32_t j = (uint32_t)(v >> 32) & nmask;
+        while (ns[j])
+            j = (j + 1) & nmask;
+        ns[j] = v;
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->mask = nmask;
+}
+
+static void slot_insert(ph_flowtab *t, uint32_t hash, uint32_t idx)
+{
+    uint32_t i = hash & t->mask;
+    while (t->slots[i])
+        i = (i + 1) & t->mask;
+    t->slots[i] = ((uint64_t)hash << 32) | (idx + 1);
+}
+
+static void slot_delete(ph_flowtab *t, uint32_t hash, uint32_t idx)
+{
+    uint64_t want = ((uint64_t)hash << 32) | (idx + 1);
+    uint32_t i = hash & t->mask;
+    while (t->slots[i] != want)
+        i = (i + 1) & t->mask;
+    /* backward-shift deletion */
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & t->mask;
+        uint64_t s = t->slots[j];
+        if (!s)
+            break;
+        uint32_t home = (uint32_t)(s >> 32) & t->mask;
+        /* move s into the hole at i unless its home lies cyclically in (i, j] */
+        int in_range = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+        if (!in_range) {
+            t->slots[i] = s;
+            i = j;
+        }
+    }
+    t->slots[i] = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Timer heap                                                          */
+/* ------------------------------------------------------------------ */
+static inline void heap_place(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
+{
+    t->heap[pos] = e;
+    ph_flow_at(t, e.idx)->heap = pos + 1;
+}
+
+static inline int heap_less(ph_heap_ent a, ph_heap_ent b)
+{
+    return a.t < b.t || (a.t == b.t && a.idx < b.idx);
+}
+
+static void heap_sift_up(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
+{
+    while (pos > 0) {
+        uint32_t parent = (pos - 1) >> 1;
+        if (!heap_less(e, t->heap[parent]))
+            break;
+        heap_place(t, pos, t->heap[parent]);
+        pos = parent;
+    }
+    heap_place(t, pos, e);
+}
+
+static void heap_sift_down(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
+{
+    for (;;) {
+        uint32_t c = 2 * pos + 1;
+        if (c >= t->hn)
+            break;
+        if (c + 1 < t->hn && heap_less(t->heap[c + 1], t->heap[c]))
+            c++;
+        if (!heap_less(t->heap[c], e))
+            break;
+        heap_place(t, pos, t->heap[c]);
+        pos = c;
+    }
+    heap_place(t, pos, e);
+}
+
+static void heap_remove(ph_flowtab *t, ph_flow *f)
+{
+    uint32_t pos = f->heap - 1;
+    f->heap = 0;
+    ph_heap_ent last = t->heap[--t->hn];
+    if (pos == t->hn)
+        return;
+    if (pos > 0 && heap_less(last, t->heap[(pos - 1) >> 1]))
+        heap_sift_up(t, pos, last);
+    else
+        heap_sift_down(t, pos, last);
+}
+
+/* Re-key a flow in the heap after its tm[] changed. TCP expire checks count
+ * only while they can act (PH_CF_EXPREL; see ph_tcp_expire_relevance). */
+void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
+{
+    int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
+    int64_t m = PH_NO_TIME;
+    for (int i = first; i < PH_TM_N; i++)
+        if (f->tm[i] < m)
+            m = f->tm[i];
+    if (m == PH_NO_TIME) {
+        if (f->heap)
+            heap_remove(t, f);
+        return;
+    }
+    if (!f->heap) {
+        ph_heap_ent e = { m, f->self };
+        t->hn++;
+        heap_sift_up(t, t->hn - 1, e);
+        return;
+    }
+    uint32_t pos = f->heap - 1;
+    ph_heap_ent e = t->heap[pos];
+    int64_t old = e.t;
+    e.t = m;
+    if (m < old)
+        heap_sift_up(t, pos, e);
+    else if (m > old)
+        heap_sift_down(t, pos, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inactivity wheel                                                    */
+/* ------------------------------------------------------------------ */
+static inline int64_t flow_deadline(const ph_flowtab *t, const ph_flow *f)
+{
+    return f->last_time + t->tmo_ns[f->tmo];
+}
+
+static void wheel_unlink(ph_flowtab *t, ph_flow *f)
+{
+    if (f->wslot == WHEEL_NONE)
+        return;
+    if (f->wprev)
+        ph_flow_at(t, f->wprev - 1)->wnext = f->wnext;
+    else {
+        t->wheel[f->wslot] = f->wnext;
+        if (!f->wnext)
+            t->wbits[f->wslot >> 6] &= ~(1ull << (f->wslot & 63));
+    }
+    if (f->wnext)
+        ph_flow_at(t, f->wnext - 1)->wprev = f->wprev;
+    f->wslot = WHEEL_NONE;
+    f->wnext = f->wprev = 0;
+}
+
+static void wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline)
+{
+    int64_t b = deadline >> PH_WHEEL_GRAN_SHIFT;
+    if (b < t->wcur)
+        b = t->wcur;
+    if (b - t->wcur >= (int64_t)PH_WHEEL_SIZE)
+        b = t->wcur + PH_WHEEL_SIZE - 1;   /* beyond the span: re-checked when reached */
+    uint32_t slot = (uint32_t)b & (PH_WHEEL_SIZE - 1);
+    f->wslot = (uint16_t)slot;
+    f->wprev = 0;
+    f->wnext = t->wheel[slot];
+    if (f->wnext)
+        ph_flow_at(t, f->wnext - 1)->wprev = idx + 1;
+    t->wheel[slot] = idx + 1;
+    t->wbits[slot >> 6] |= 1ull << (slot & 63);
+}
+
+/* ------------------------------------------------------------------ */
+/* Flow allocation and removal                                         */
+/* ------------------------------------------------------------------ */
+static int alloc_index(ph_flowtab *t, uint32_t *idx)
+{
+    if (t->free_head) {
+        *idx = t->free_head - 1;
+        t->free_head = ph_flow_at(t, *idx)->wnext;
+        return 0;
+    }
+    if (t->n_used >= t->capacity)
+        return -1;
+    uint32_t c = t->n_used >> PH_CHUNK_SHIFT;
+    if (c >= t->nchunks) {
+        ph_flow *chunk = calloc(PH_CHUNK, sizeof(ph_flow));
+        if (!chunk)
+            return -1;
+        t->chunks[c] = chunk;
+        t->nchunks = c + 1;
+    }
+    *idx = t->n_used++;
+    return 0;
+}
+
+static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
+{
+    slot_delete(t, ph_key_hash(&f->k), idx);
+    wheel_unlink(t, f);
+    if (f->heap)
+        heap_remove(t, f);
+    f->kind = PH_K_FREE;
+    f->wnext = t->free_head;
+    t->free_head = idx + 1;
+    t->active--;
+}
+
+static void flow_remove(ph_flowtab *t, ph_flow *f, uint32_t idx, int reason)
+{
+    ph_flow_export(t, f, reason, 0);
+    flow_unlink(t, f, idx);
+}
+
+/* Pick and export the flow with the earliest inactivity deadline. */
+static int evict_one(ph_flowtab *t)
+{
+    uint32_t start = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1);
+    for (uint32_t n = 0; n <= PH_WHEEL_SIZE; n += 64) {
+        uint32_t s = (start + n) & (PH_WHEEL_SIZE - 1);
+        uint32_t w = s >> 6;
+        uint64_t bits = t->wbits[w];
+        if (n == 0)
+            bits &= ~0ull << (s & 63);
+        else
+            s &= ~63u;
+        if (!bits)
+            continue;
+        uint32_t slot = (w << 6) | (uint32_t)__builtin_ctzll(bits);
+        /* among the first few flows of the bucket, the least recently active */
+        uint32_t best = t->wheel[slot] - 1, cur = best;
+        for (int i = 0; i < 8 && cur != UINT32_MAX; i++) {
+            ph_flow *c = ph_flow_at(t, cur);
+            if (c->last_time < ph_flow_at(t, best)->last_time)
+                best = cur;
+            cur = c->wnext ? c->wnext - 1 : UINT32_MAX;
+        }
+        t->ctr[PH_C_EVICTIONS]++;
+        flow_remove(t, ph_flow_at(t, best), best, PH_END_EVICTED);
+        return 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Role flips and shared helpers                                       */
+/* ------------------------------------------------------------------ */
+#define SWAP(T, x, y) do { T tmp_ = (x); (x) = (y); (y) = tmp_; } while (0)
+
+/* Connection::FlipRoles: swap everything per direction, append '^'.
+ * The history letters and the once-per-direction "seen" bits are not
+ * swapped (as in Zeek). */
+void ph_flow_flip(ph_flowtab *t, ph_flow *f)
+{
+    (void)t;
+    f->orig_is_a ^= 1;
+    SWAP(uint64_t, f->pkts[0], f->pkts[1]);
+    SWAP(uint64_t, f->ipb[0], f->ipb[1]);
+    SWAP(int64_t, f->last_pkt[0], f->last_pkt[1]);
+    SWAP(ph_dstat, f->fd[0], f->fd[1]);
+    uint8_t m[6];
+    memcpy(m, f->mac[0], 6);
+    memcpy(f->mac[0], f->mac[1], 6);
+    memcpy(f->mac[1], m, 6);
+    if (f->kind == PH_K_TCP) {
+        SWAP(ph_tcp_ep, f->p.ep[0], f->p.ep[1]);
+        uint16_t fps = f->cf & (PH_CF_FPS_ORIG | PH_CF_FPS_RESP);
+        f->cf &= (uint16_t)~(PH_CF_FPS_ORIG | PH_CF_FPS_RESP | PH_CF_PARTIAL);
+        if (fps & PH_CF_FPS_ORIG)
+            f->cf |= PH_CF_FPS_RESP;
+        if (fps & PH_CF_FPS_RESP)
+            f->cf |= PH_CF_FPS_ORIG;
+    } else {
+        SWAP(int64_t, f->p.u.len[0], f->p.u.len[1]);
+        SWAP(uint32_t, f->p.u.chk[0], f->p.u.chk[1]);
+        SWAP(uint16_t, f->p.u.chkx[0], f->p.u.chkx[1]);
+    }
+    f->fdir ^= (uint8_t)((1u << f->fn) - 1);
+    f->cf |= PH_CF_FLIPPED;
+    ph_hist_add(f, '^');
+}
+
+/* Connection::SetInactivityTimeout. The wheel is lazy about longer timeouts;
+ * a shorter one re-inserts the flow so it is not kept past its deadline. */
+void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo)
+{
+    if (f->tmo == tmo || t->tmo_ns[f->tmo] == t->tmo_ns[tmo]) {
+        f->tmo = (uint8_t)tmo;
+        return;
+    }
+    int shorter = t->tmo_ns[tmo] < t->tmo_ns[f->tmo];
+    f->tmo = (uint8_t)tmo;
+    if (shorter && f->wslot != WHEEL_NONE) {
+        wheel_unlink(t, f);
+        wheel_insert(t, f, f->self, flow_deadline(t, f));
+    }
+}
+
+static inline uint32_t encode_gap(uint64_t x)
+{
+    if (x < (1ull << 31))
+        return (uint32_t)x;
+    uint64_t us = x / 1000u;
+    if (us >= (1ull << 31))
+        us = (1ull << 31) - 1;
+    return (uint32_t)(0x80000000u | us);
+}
+
+/* ConnSize: count one packet in direction d, and its features. */
+void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p)
+{
+    int64_t ts = p->ts_ns;
+    ph_dstat *D = &f->fd[d];
+    uint64_t gap_any = 0;
+    int64_t last_any = f->last_pkt[0] > f->last_pkt[1] ? f->last_pkt[0] : f->last_pkt[1];
+
+    f->pkts[d]++;
+    f->ipb[d] += p->ip_len;
+    ph_dstat_size(D, p->ip_len);
+    if (f->last_pkt[d] != INT64_MIN)
+        ph_dstat_iat(D, ts > f->last_pkt[d] ? (uint64_t)(ts - f->last_pkt[d]) : 0);
+    if (last_any != INT64_MIN) {
+        gap_any = ts > last_any ? (uint64_t)(ts - last_any) : 0;
+        ph_istat_add(&f->fb, gap_any);
+    }
+    f->last_pkt[d] = ts;
+    if (f->kind == PH_K_TCP)
+        ph_dstat_tcpflags(D, p->tcp_flags);
+    if (p->payload_len == 0)
+        D->empty++;
+    if (f->fn < t->cfg.first_n) {
+        f->fsz[f->fn] = p->ip_len > 0xffff ? 0xffff : (uint16_t)p->ip_len;
+        f->fiat[f->fn] = encode_gap(gap_any);
+        if (d)
+            f->fdir |= (uint8_t)(1u << f->fn);
+        f->fn++;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers                                                              */
+/* ------------------------------------------------------------------ */
+static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
+{
+    ph_flow *f = ph_flow_at(t, idx);
+    for (;;) {
+        int j = -1;
+        int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
+        for (int i = first; i < PH_TM_N; i++)
+            if (f->tm[i] <= now && (j < 0 || f->tm[i] < f->tm[j]))
+                j = i;
+        if (j < 0)
+            break;
+        int64_t tj = f->tm[j];
+        /* Zeek would already have removed a connection idle since before this timer */
+        if (flow_deadline(t, f) <= tj) {
+            flow_remove(t, f, idx, PH_END_INACTIVITY);
+            return;
+        }
+        f->tm[j] = PH_NO_TIME;
+        int reason = PH_END_INACTIVITY;
+        switch (j) {
+        case PH_TM_EXPIRE1:
+        case PH_TM_EXPIRE2:
+            if (ph_tcp_expire_timer(t, f, j, &reason)) {
+                flow_remove(t, f, idx, reason);
+                return;
+            }
+            break;
+        case PH_TM_ATTEMPT:
+            if (ph_tcp_attempt_timer(t, f)) {
+                flow_remove(t, f, idx, PH_END_INACTIVITY);
+                return;
+            }
+            break;
+        case PH_TM_DELETE:
+            flow_remove(t, f, idx, PH_END_TCP_CLOSED);
+            return;
+        case PH_TM_UPDATE: {
+            /* an interim record if the flow was active since the previous one */
+            int64_t at = t->cfg.active_timeout_ns, next = tj + at;
+            if (f->last_time > tj - at || tj - at <= f->ts_start)
+                ph_flow_export(t, f, PH_END_ACTIVE_TIMEOUT, 1);
+            if (next <= now)
+                next = tj + ((now - tj) / at + 1) * at;
+            f->tm[PH_TM_UPDATE] = next;
+            break;
+        }
+        }
+    }
+    ph_flow_timers_changed(t, f);
+}
+
+static void wheel_process_slot(ph_flowtab *t, uint32_t slot, int64_t now)
+{
+    uint32_t cur = t->wheel[slot];
+    t->wheel[slot] = 0;
+    t->wbits[slot >> 6] &= ~(1ull << (slot & 63));
+    while (cur) {
+        uint32_t idx = cur - 1;
+        ph_flow *f = ph_flow_at(t, idx);
+        cur = f->wnext;
+        f->wslot = WHEEL_NONE;
+        f->wnext = f->wprev = 0;
+        int64_t d = flow_deadline(t, f);
+        if (d <= now)
+            flow_remove(t, f, idx, PH_END_INACTIVITY);
+        else
+            wheel_insert(t, f, idx, d);
+    }
+}
+
+static void wheel_advance(ph_flowtab *t, int64_t now)
+{
+    int64_t target = now >> PH_WHEEL_GRAN_SHIFT;
+    if (t->wcur >= target)
+        return;
+    if (target - t->wcur > (int64_t)PH_WHEEL_SIZE) {
+        /* a long jump in time: visit every bucket once */
+        t->wcur = target;
+        for (uint32_t s = 0; s < PH_WHEEL_SIZE; s++)
+            if (t->wbits[s >> 6] & (1ull << (s & 63)))
+                wheel_process_slot(t, s, now);
+        return;
+    }
+    while (t->wcur < target) {
+        uint32_t slot = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1);
+        t->wcur++;
+        if (t->wbits[slot >> 6] & (1ull << (slot & 63)))
+            wheel_process_slot(t, slot, now);
+    }
+}
+
+void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns)
+{
+    if (t->now == INT64_MIN) {
+        t->wcur = now_ns >> PH_WHEEL_GRAN_SHIFT;
+        t->prev_now = now_ns;
+    }
+    if (now_ns > t->now) {
+        t->prev_now = t->now;
+        t->now = now_ns;
+    }
+    int64_t now = t->now;
+    while (t->hn && t->heap[0].t <= now)
+        run_flow_timers(t, t->heap[0].idx, now);
+    wheel_advance(t, now);
+}
+
+/* ------------------------------------------------------------------ */
+/* Per packet                                                          */
+/* ------------------------------------------------------------------ */
+static int want_flip(const ph_flowtab *t, int kind, const ph_parsed *p)
+{
+    int flip = 0;
+    if (kind == PH_K_TCP) {
+        /* TCPAnalyzer::WantConnection: only without a pure SYN */
+        uint8_t fl = p->tcp_flags;
+        if (!(fl & PH_TCP_SYN) || (fl & PH_TCP_ACK)) {
+            if (port_bit(t->cfg.tcp_server_ports, p->sport)) {
+                if (port_bit(t->cfg.tcp_server_ports, p->dport))
+                    flip = !(fl & PH_TCP_SYN) && p->sport < p->dport;
+                else
+                    flip = 1;
+            }
+        }
+    } else if (kind == PH_K_UDP) {
+        flip = port_bit(t->cfg.udp_server_ports, p->sport) && !port_bit(t->cfg.udp_server_ports, p->dport);
+    }
+    if (flip && p->ipver == 4 && p->daddr[0] == 255 && p->daddr[1] == 255 && p->daddr[2] == 255 &&
+        p->daddr[3] == 255)
+        flip = 0;   /* never flip towards the IPv4 broadcast address */
+    return flip;
+}
+
+static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k, int kind, int src_is_a,
+                            uint32_t *idx_out)
+{
+    uint32_t idx;
+    if (t->active >= t->capacity && evict_one(t) < 0)
+        return NULL;
+    if ((uint64_t)(t->active + 1) * 4 > ((uint64_t)t->mask + 1) * 3) {
+        slots_grow(t);
+        /* the slot array could not grow: keep probing loops bounded */
+        if ((uint64_t)(t->active + 1) * 8 > ((uint64_t)t->mask + 1) * 7)
+            return NULL;
+    }
+    if (alloc_index(t, &idx) < 0)
+        return NULL;
+    ph_flow *f = ph_flow_at(t, idx);
+    memset(f, 0, sizeof *f);
+    f->k = *k;
+    f->self = idx;
+    slot_insert(t, ph_key_hash(k), idx);
+    f->kind = (uint8_t)kind;
+    f->wslot = WHEEL_NONE;
+    f->ts_start = f->last_time = p->ts_ns;
+    f->last_pkt[0] = f->last_pkt[1] = INT64_MIN;
+    for (int i = 0; i < PH_TM_N; i++)
+        f->tm[i] = PH_NO_TIME;
+    ph_dstat_init(&f->fd[0]);
+    ph_dstat_init(&f->fd[1]);
+    ph_istat_init(&f->fb);
+    f->orig_is_a = (uint8_t)src_is_a;
+    f->vl[0] = p->nvlan >= 1 ? p->vlan[0] : 0;
+    f->vl[1] = p->nvlan >= 2 ? p->vlan[1] : 0;
+    if (p->flags & PH_PF_HAS_MAC) {
+        f->cf |= PH_CF_MAC;
+        memcpy(f->mac[0], p->smac, 6);
+        memcpy(f->mac[1], p->dmac, 6);
+    }
+    switch (kind) {
+    case PH_K_TCP: f->tmo = PH_TMO_UDP; break;
+    case PH_K_UDP: f->tmo = PH_TMO_UDP; break;
+    case PH_K_ICMP: f->tmo = PH_TMO_ICMP; break;
+    default: f->tmo = PH_TMO_OTHER; break;
+    }
+    if (kind == PH_K_TCP)
+        ph_tcp_init(t, f);
+    else
+        f->p.u.len[0] = f->p.u.len[1] = -1;
+    if (want_flip(t, kind, p))
+        ph_flow_flip(t, f);
+    if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0)
+        f->tm[PH_TM_UPDATE] = p->ts_ns + t->cfg.active_timeout_ns;
+    wheel_insert(t, f, idx, flow_deadline(t, f));
+    ph_flow_timers_changed(t, f);
+    t->active++;
+    t->ctr[PH_C_FLOWS_CREATED]++;
+    *idx_out = idx;
+    return f;
+}
+
+static int simple_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig)
+{
+    int d = !is_orig;
+    if (f->kind == PH_K_UDP) {
+        if (p->flags & PH_PF_L4_CSUM_BAD) {
+            ph_hist_scaled(f, &f->p.u.chk[d], &f->p.u.chkx[d], 0, is_orig ? 'C' : 'c');
+            return PH_C_BAD_CHECKSUM;
+        }
+        ph_flow_touch(f, p->ts_ns);
+        ph_hist_check(f, is_orig ? 0x1 : 0x2, is_orig ? 'D' : 'd');
+        int64_t ulen = (int64_t)p->udp_len - 8;
+        f->p.u.len[d] = f->p.u.len[d] < 0 ? ulen : f->p.u.len[d] + ulen;
+        ph_flow_count(t, f, d, p);
+        return PH_C_IN_FLOW;
+    }
+    if (f->kind == PH_K_ICMP) {
+        if (p->flags & PH_PF_L4_CSUM_BAD)
+            return PH_C_BAD_CHECKSUM;
+        ph_flow_touch(f, p->ts_ns);
+        int64_t len = (int64_t)p->l4_len - 8;
+        f->p.u.len[d] = f->p.u.len[d] < 0 ? len : f->p.u.len[d] + len;
+        if (p->l4_caplen >= p->l4_len)   /* ConnSize sees only fully captured ICMP */
+            ph_flow_count(t, f, d, p);
+        return PH_C_IN_FLOW;
+    }
+    ph_flow_touch(f, p->ts_ns);
+    ph_flow_count(t, f, d, p);
+    return PH_C_IN_FLOW;
+}
+
+int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
+{
+    ph_fkey k;
+    int src_is_a;
+    uint32_t slot, idx;
+
+    ph_flowtab_advance(t, p->ts_ns);
+    if (no_connection_proto(p->proto))
+        return PH_C_NO_CONNECTION;
+    int kind = build_key(t, p, &k, &src_is_a);
+    ph_flow *f = lookup(t, &k, &slot);
+    if (f) {
+        idx = (uint32_t)t->slots[slot] - 1;
+        if (flow_deadline(t, f) <= t->now) {
+            flow_remove(t, f, idx, PH_END_INACTIVITY);
+            f = NULL;
+        } else if (kind == PH_K_TCP && ph_tcp_is_reuse(f, p)) {
+            t->ctr[PH_C_TCP_REUSE]++;
+            flow_remove(t, f, idx, PH_END_TCP_REUSE);
+            f = NULL;
+        }
+    }
+    if (!f) {
+        f = flow_create(t, p, &k, kind, src_is_a, &idx);
+        if (!f)
+            return PH_C_FLOW_TABLE_FULL;
+    }
+    int is_orig = (src_is_a == f->orig_is_a) ||
+                  (k.w[0] == k.w[2] && k.w[1] == k.w[3] && ph_key_pa(&k) == ph_key_pb(&k));
+    if (kind == PH_K_TCP)
+        return ph_tcp_packet(t, f, p, is_orig);
+    return simple_packet(t, f, p, is_orig);
+}
+
+void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
+{
+    ph_fkey k;
+    int src_is_a;
+    if (no_connection_proto(p->proto))
+        return;
+    build_key(t, p, &k, &src_is_a);
+    const uint64_t *s = &t->slots[ph_key_hash(&k) & t->mask];
+    uint64_t v = *s;
+    if (v && (uint32_t)(v >> 32) == ph_key_hash(&k)) {
+        const ph_flow *f = ph_flow_at(t, (uint32_t)v - 1);
+        /* the lines a packet touches: key, times and counters, both TCP
+         * endpoints, the per-direction features */
+        const char *c = (const char *)f;
+        __builtin_prefetch(c);
+        __builtin_prefetch(c + 64);
+        __builtin_prefetch(c + 128);
+        __builtin_prefetch((const char *)&f->p.ep[0] + 32);
+        __builtin_prefetch((const char *)&f->p.ep[1]);
+        __builtin_prefetch((const char *)&f->p.ep[1] + 64);
+        __builtin_prefetch((const char *)&f->fd[0]);
+        __builtin_prefetch((const char *)&f->fd[1]);
+        __builtin_prefetch((const char *)&f->fb);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle                                                           */
+/* ------------------------------------------------------------------ */
+ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_fn emit, void *ctx)
+{
+    ph_flowtab *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->cfg = *cfg;
+    if (t->cfg.capacity < 1)
+        t->cfg.capacity = 1;
+    if (t->cfg.first_n > PH_FIRST_N)
+        t->cfg.first_n = PH_FIRST_N;
+    if (t->cfg.n_local_nets > 64)
+        t->cfg.n_local_nets = 64;
+    t->capacity = t->cfg.capacity;
+    t->ctr = counters;
+    t->emit = emit;
+    t->ctx = ctx;
+    /* slots: start small, double with the number of live flows up to the
+     * size that keeps the load <= 3/4 at full capacity */
+    uint64_t want = (uint64_t)t->capacity * 4 / 3 + 1, n = 16;
+    while (n < want)
+        n <<= 1;
+    if (n > (1ull << 32))
+        goto error;
+    t->max_slots = n;
+    if (n > PH_SLOTS_INITIAL)
+        n = PH_SLOTS_INITIAL;
+    t->mask = (uint32_t)(n - 1);
+    t->slots = calloc(n, sizeof *t->slots);
+    t->nchunks = 0;
+    t->chunks = calloc((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT, sizeof *t->chunks);
+    t->heap = malloc((size_t)t->capacity * sizeof *t->heap);
+    t->wheel = calloc(PH_WHEEL_SIZE, sizeof *t->wheel);
+    t->wbits = calloc(PH_WHEEL_SIZE / 64, sizeof *t->wbits);
+    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wbits)
+        goto error;
+    t->now = t->prev_now = INT64_MIN;
+    t->tmo_ns[PH_TMO_UDP] = cfg->udp_inactivity_ns;
+    t->tmo_ns[PH_TMO_TCP] = cfg->tcp_inactivity_ns;
+    t->tmo_ns[PH_TMO_LONG] = cfg->long_inactivity_ns > 0 ? cfg->long_inactivity_ns : cfg->tcp_inactivity_ns;
+    t->tmo_ns[PH_TMO_ICMP] = cfg->icmp_inactivity_ns;
+    t->tmo_ns[PH_TMO_OTHER] = cfg->other_inactivity_ns;
+    for (int i = 0; i < PH_TMO_N; i++)
+        if (t->tmo_ns[i] <= 0)
+            t->tmo_ns[i] = INT64_MAX / 4;   /* 0 = no inactivity timeout */
+    return t;
+error:
+    ph_flowtab_free(t);
+    return NULL;
+}
+
+void ph_flowtab_free(ph_flowtab *t)
+{
+    if (!t)
+        return;
+    if (t->chunks)
+        for (uint32_t c = 0; c < t->nchunks; c++)
+            free(t->chunks[c]);
+    free(t->chunks);
+    free(t->slots);
+    free(t->heap);
+    free(t->wheel);
+    free(t->wbits);
+    free(t);
+}
+
+typedef struct flush_ent {
+    int64_t ts;
+    uint64_t id;
+    uint32_t idx;
+    uint8_t digest[20];
+} flush_ent;
+
+static int flush_cmp(const void *a, const void *b)
+{
+    const flush_ent *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+void ph_flowtab_flush(ph_flowtab *t, int reason)
+{
+    if (!t->active)
+        return;
+    flush_ent *v = malloc((size_t)t->active * sizeof *v);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t->n_used; i++) {
+        ph_flow *f = ph_flow_at(t, i);
+        if (f->kind == PH_K_FREE)
+            continue;
+        if (v) {
+            v[n].ts = f->ts_start;
+            ph_flow_ids(t, f, v[n].digest, &v[n].id);
+            v[n].idx = i;
+            n++;
+        } else {
+            flow_remove(t, f, i, reason);   /* out of memory: table order */
+        }
+    }
+    if (!v)
+        return;
+    qsort(v, n, sizeof *v, flush_cmp);
+    for (uint32_t i = 0; i < n; i++) {
+        ph_flow *f = ph_flow_at(t, v[i].idx);
+        ph_flow_export_ids(t, f, reason, 0, v[i].digest, v[i].id);
+        flow_unlink(t, f, v[i].idx);
+    }
+    free(v);
+}
+
+size_t ph_flowtab_active(const ph_flowtab *t) { return t->active; }
+
+size_t ph_flowtab_memory(const ph_flowtab *t)
+{
+    return sizeof *t + ((size_t)t->mask + 1) * sizeof *t->slots +
+           (size_t)t->nchunks * PH_CHUNK * sizeof(ph_flow) +
+           ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
+           (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * sizeof *t->wheel +
+           PH_WHEEL_SIZE / 64 * sizeof *t->wbits;
+}

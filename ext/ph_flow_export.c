@@ -1,0 +1,263 @@
+/*
+ * ph_flow_export.c -- flow state -> ph_flow_rec.
+ *
+ * conn_state is computed here, once per record, from the final endpoint
+ * states (conn/main.zeek `conn_state`). The Community ID is computed here too
+ * (never per packet), and the flow id is derived from it, the start time and
+ * the VLAN ids:
+ *
+ *   d0, d1 = digest[0..8), digest[8..16) as little-endian 64-bit words
+ *   d2     = digest[16..20) as a little-endian 32-bit word
+ *   v      = vlan | inner_vlan << 16
+ *   h      = mum(d0 ^ K0, d1 ^ K1) ^ mum(d2 ^ K2, ts_start ^ K3) ^ mum(v ^ K4, K5)
+ *   flow_id = fmix64(h)      (mum(a, b) = low ^ high half of the 128-bit a*b;
+ *                             K0..K5 and fmix64 as in the code below)
+ *
+ * which is deterministic across runs and machines and stays the same for the
+ * interim updates and the final record of one flow.
+ */
+#include "ph_flow_int.h"
+#include "ph_cid.h"
+
+static inline const uint8_t *orig_h(const ph_flow *f) { return f->orig_is_a ? ph_key_a(&f->k) : ph_key_b(&f->k); }
+static inline const uint8_t *resp_h(const ph_flow *f) { return f->orig_is_a ? ph_key_b(&f->k) : ph_key_a(&f->k); }
+static inline uint16_t orig_p(const ph_flow *f) { return f->orig_is_a ? ph_key_pa(&f->k) : ph_key_pb(&f->k); }
+static inline uint16_t resp_p(const ph_flow *f) { return f->orig_is_a ? ph_key_pb(&f->k) : ph_key_pa(&f->k); }
+
+static inline uint64_t mum64(uint64_t a, uint64_t b)
+{
+    ph_u128 r = (ph_u128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+static uint64_t fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 33;
+    return k;
+}
+
+void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint64_t *flow_id)
+{
+    ph_cid_digest(t->cfg.cid_seed, ph_key_ipver(&f->k), ph_key_proto(&f->k), orig_h(f), resp_h(f), orig_p(f),
+                  resp_p(f), digest);
+    uint64_t d0 = ph_le64(digest), d1 = ph_le64(digest + 8), d2 = ph_le32(digest + 16);
+    uint64_t v = f->vl[0] | (uint64_t)f->vl[1] << 16;
+    uint64_t h = mum64(d0 ^ 0xa0761d6478bd642full, d1 ^ 0xe7037ed1a0b428dbull) ^
+                 mum64(d2 ^ 0x8ebc6af09c88c6e3ull, (uint64_t)f->ts_start ^ 0x589965cc75374cc3ull) ^
+                 mum64(v ^ 0x1d8e4e27c47d124full, 0x9e3779b97f4a7c15ull);
+    *flow_id = fmix64(h);
+}
+
+/* history matches ^?S[^HAFGIQ]*R.* (whole string), as conn/main.zeek */
+static int rstos0_history(const ph_flow *f)
+{
+    int i = 0;
+    if (i < f->hlen && f->hist[i] == '^')
+        i++;
+    if (i >= f->hlen || f->hist[i] != 'S')
+        return 0;
+    for (i++; i < f->hlen; i++) {
+        char c = f->hist[i];
+        if (c == 'R')
+            return 1;
+        if (c == 'H' || c == 'A' || c == 'F' || c == 'G' || c == 'I' || c == 'Q')
+            return 0;
+    }
+    return 0;
+}
+
+static int conn_state(const ph_flow *f, uint64_t osize, uint64_t rsize)
+{
+    if (f->kind == PH_K_UDP) {
+        int o = f->p.u.len[0] >= 0, r = f->p.u.len[1] >= 0;
+        return o ? (r ? PH_CS_SF : PH_CS_S0) : (r ? PH_CS_SHR : PH_CS_OTH);
+    }
+    if (f->kind != PH_K_TCP)
+        return PH_CS_OTH;
+    int os = f->p.ep[0].state, rs = f->p.ep[1].state;
+    int o_in = os == PH_TCPS_INACTIVE || os == PH_TCPS_PARTIAL;
+    int r_in = rs == PH_TCPS_INACTIVE || rs == PH_TCPS_PARTIAL;
+    if (rs == PH_TCPS_RESET) {
+        if (os == PH_TCPS_SYN_SENT || os == PH_TCPS_SYN_ACK_SENT ||
+            (os == PH_TCPS_RESET && osize == 0 && rsize == 0))
+            return PH_CS_REJ;
+        return o_in ? PH_CS_RSTRH : PH_CS_RSTR;
+    }
+    if (os == PH_TCPS_RESET) {
+        if (r_in)
+            return rstos0_history(f) ? PH_CS_RSTOS0 : PH_CS_OTH;
+        return PH_CS_RSTO;
+    }
+    if (rs == PH_TCPS_CLOSED && os == PH_TCPS_CLOSED)
+        return PH_CS_SF;
+    if (os == PH_TCPS_CLOSED)
+        return r_in ? PH_CS_SH : PH_CS_S2;
+    if (rs == PH_TCPS_CLOSED)
+        return o_in ? PH_CS_SHR : PH_CS_S3;
+    if (os == PH_TCPS_SYN_SENT && rs == PH_TCPS_INACTIVE)
+        return PH_CS_S0;
+    if (os == PH_TCPS_ESTABLISHED && rs == PH_TCPS_ESTABLISHED)
+        return PH_CS_S1;
+    return PH_CS_OTH;
+}
+
+static int in_local_nets(const ph_flow_cfg *cfg, const uint8_t *addr, uint8_t ipver)
+{
+    for (uint32_t i = 0; i < cfg->n_local_nets; i++) {
+        const uint8_t *net = cfg->local_nets[i].addr;
+        unsigned bits = cfg->local_nets[i].prefix;
+        if (cfg->local_nets[i].ipver != ipver)
+            continue;
+        if (bits > (ipver == 4 ? 32u : 128u))
+            bits = ipver == 4 ? 32u : 128u;
+        unsigned full = bits / 8, rest = bits % 8;
+        if (memcmp(addr, net, full) != 0)
+            continue;
+        if (rest) {
+            uint8_t m = (uint8_t)(0xffu << (8 - rest));
+            if ((addr[full] & m) != (net[full] & m))
+                continue;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static inline double ns_to_s(uint64_t ns) { return (double)ns / 1e9; }
+
+static double decode_gap(uint32_t v)
+{
+    if (v & 0x80000000u)
+        return (double)(v & 0x7fffffffu) * 1e-6;
+    return (double)v / 1e9;
+}
+
+/* Fill the per-direction and both-direction features. */
+static void export_features(const ph_flow *f, ph_flow_rec *r)
+{
+    const ph_dstat *o = &f->fd[0], *s = &f->fd[1];
+    uint64_t no = f->pkts[0], nr = f->pkts[1], nb = no + nr;
+    ph_moments(no, o->sz_sum, o->sz_sq, &r->orig_size_mean, &r->orig_size_std);
+    ph_moments(nr, s->sz_sum, s->sz_sq, &r->resp_size_mean, &r->resp_size_std);
+    ph_moments(nb, o->sz_sum + s->sz_sum, (ph_u128)o->sz_sq + s->sz_sq, &r->both_size_mean, &r->both_size_std);
+    r->orig_size_min = no ? o->sz_min : 0;
+    r->orig_size_max = o->sz_max;
+    r->resp_size_min = nr ? s->sz_min : 0;
+    r->resp_size_max = s->sz_max;
+    r->both_size_min = nb ? (o->sz_min < s->sz_min ? o->sz_min : s->sz_min) : 0;
+    r->both_size_max = o->sz_max > s->sz_max ? o->sz_max : s->sz_max;
+
+    if (no > 1) {
+        ph_moments(no - 1, o->iat_sum, o->iat_sq, &r->orig_iat_mean, &r->orig_iat_std);
+        r->orig_iat_mean /= 1e9;
+        r->orig_iat_std /= 1e9;
+        r->orig_iat_min = ns_to_s(o->iat_min);
+        r->orig_iat_max = ns_to_s(o->iat_max);
+    }
+    if (nr > 1) {
+        ph_moments(nr - 1, s->iat_sum, s->iat_sq, &r->resp_iat_mean, &r->resp_iat_std);
+        r->resp_iat_mean /= 1e9;
+        r->resp_iat_std /= 1e9;
+        r->resp_iat_min = ns_to_s(s->iat_min);
+        r->resp_iat_max = ns_to_s(s->iat_max);
+    }
+    if (nb > 1) {
+        ph_moments(nb - 1, f->fb.sum, f->fb.sq, &r->both_iat_mean, &r->both_iat_std);
+        r->both_iat_mean /= 1e9;
+        r->both_iat_std /= 1e9;
+        r->both_iat_min = ns_to_s(f->fb.min);
+        r->both_iat_max = ns_to_s(f->fb.max);
+    }
+
+    /* tcpf[] is in flag bit order: FIN SYN RST PSH ACK URG ECE CWR */
+    r->orig_fin = o->tcpf[0]; r->orig_syn = o->tcpf[1]; r->orig_rst = o->tcpf[2]; r->orig_psh = o->tcpf[3];
+    r->orig_ack = o->tcpf[4]; r->orig_urg = o->tcpf[5]; r->orig_ece = o->tcpf[6]; r->orig_cwr = o->tcpf[7];
+    r->resp_fin = s->tcpf[0]; r->resp_syn = s->tcpf[1]; r->resp_rst = s->tcpf[2]; r->resp_psh = s->tcpf[3];
+    r->resp_ack = s->tcpf[4]; r->resp_urg = s->tcpf[5]; r->resp_ece = s->tcpf[6]; r->resp_cwr = s->tcpf[7];
+    r->orig_empty_pkts = o->empty;
+    r->resp_empty_pkts = s->empty;
+
+    r->first_n = f->fn;
+    for (int i = 0; i < f->fn; i++) {
+        r->first_dirs[i] = (f->fdir >> i) & 1 ? -1 : 1;
+        r->first_sizes[i] = f->fsz[i];
+        r->first_iat[i] = decode_gap(f->fiat[i]);
+    }
+}
+
+void ph_flow_export(ph_flowtab *t, ph_flow *f, int reason, int update)
+{
+    uint8_t digest[20];
+    uint64_t id;
+    ph_flow_ids(t, f, digest, &id);
+    ph_flow_export_ids(t, f, reason, update, digest, id);
+}
+
+void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const uint8_t digest[20], uint64_t flow_id)
+{
+    ph_flow_rec *r = &t->rec;
+    memset(r, 0, sizeof *r);
+
+    r->flow_id = flow_id;
+    ph_cid_b64(digest, r->community_id);
+    r->ts_start = f->ts_start;
+    r->ts_end = f->last_time;
+    r->orig_pkts = f->pkts[0];
+    r->resp_pkts = f->pkts[1];
+    r->orig_ip_bytes = f->ipb[0];
+    r->resp_ip_bytes = f->ipb[1];
+    if (f->kind == PH_K_TCP) {
+        r->orig_bytes = ph_tcp_size(f, 0);
+        r->resp_bytes = ph_tcp_size(f, 1);
+    } else if (f->kind == PH_K_UDP || f->kind == PH_K_ICMP) {
+        r->orig_bytes = f->p.u.len[0] > 0 ? (uint64_t)f->p.u.len[0] : 0;
+        r->resp_bytes = f->p.u.len[1] > 0 ? (uint64_t)f->p.u.len[1] : 0;
+    }
+    r->missed_bytes = f->missed;
+    export_features(f, r);
+
+    r->vlan = f->vl[0];
+    r->inner_vlan = f->vl[1];
+    r->orig_p = orig_p(f);
+    r->resp_p = resp_p(f);
+    memcpy(r->orig_h, orig_h(f), 16);
+    memcpy(r->resp_h, resp_h(f), 16);
+    uint16_t fl = 0;
+    if (f->vl[0])
+        fl |= PH_RF_VLAN;
+    if (f->vl[1])
+        fl |= PH_RF_INNER_VLAN;
+    if (f->cf & PH_CF_MAC) {
+        fl |= PH_RF_MAC;
+        memcpy(r->orig_mac, f->mac[0], 6);
+        memcpy(r->resp_mac, f->mac[1], 6);
+    }
+    if (update)
+        fl |= PH_RF_UPDATE;
+    if (f->cf & PH_CF_FLIPPED)
+        fl |= PH_RF_FLIPPED;
+    if (t->cfg.n_local_nets) {
+        fl |= PH_RF_LOCAL_KNOWN;
+        if (in_local_nets(&t->cfg, r->orig_h, ph_key_ipver(&f->k)))
+            fl |= PH_RF_LOCAL_ORIG;
+        if (in_local_nets(&t->cfg, r->resp_h, ph_key_ipver(&f->k)))
+            fl |= PH_RF_LOCAL_RESP;
+    }
+    r->flags = fl;
+    r->ip_version = ph_key_ipver(&f->k);
+    r->proto = ph_key_proto(&f->k);
+    r->conn_state = (uint8_t)conn_state(f, r->orig_bytes, r->resp_bytes);
+    r->end_reason = (uint8_t)reason;
+    memcpy(r->history, f->hist, f->hlen);
+    r->history[f->hlen] = 0;
+
+    if (update)
+        t->ctr[PH_C_FLOW_UPDATES]++;
+    else
+        t->ctr[PH_C_FLOWS_EXPORTED]++;
+    t->emit(t->ctx, r);
+}

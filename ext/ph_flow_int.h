@@ -1,0 +1,268 @@
+/*
+ * ph_flow_int.h -- internals of the flow table, shared by ph_flow*.c only.
+ *
+ *   ph_flow.c         table, memory, timers, public API
+ *   ph_flow_tcp.c     Zeek's TCP analyzer semantics (endpoint state machine,
+ *                     sequence tracking, history, content gaps, close timers)
+ *   ph_flow_export.c  flow -> ph_flow_rec (conn_state, sizes, features, IDs)
+ *   ph_stats.h        feature accumulators
+ *
+ * Direction index d: 0 = originator, 1 = responder (current roles; a role
+ * flip swaps every per-direction member).
+ */
+#ifndef PH_FLOW_INT_H
+#define PH_FLOW_INT_H
+
+#include "ph_flow.h"
+#include "ph_stats.h"
+
+/* ------------------------------------------------------------------ */
+/* Constants                                                           */
+/* ------------------------------------------------------------------ */
+#define PH_NO_TIME INT64_MAX          /* unset timer */
+#define PH_HIST_MAX 39                /* history letters kept (ph_flow_rec.history is 40 incl. NUL) */
+#define PH_OOO_MAX 3                  /* out-of-order ranges kept per TCP direction */
+#define PH_CHUNK_SHIFT 10             /* flows are allocated in chunks of 1024 */
+#define PH_CHUNK (1u << PH_CHUNK_SHIFT)
+#define PH_SLOTS_INITIAL 4096         /* the slot array grows from here */
+
+/* Zeek TCP constants (TCPSessionAdapter.cc, init-bare.zeek) */
+#define PH_TOO_LARGE_SEQ_DELTA 1048576
+#define PH_TCP_MAX_INITIAL_WINDOW 16384          /* tcp_max_initial_window */
+#define PH_TCP_MAX_ABOVE_HOLE 16384              /* tcp_max_above_hole_without_any_acks */
+#define PH_TCP_EXCESSIVE_DATA (10u * 1024 * 1024)  /* tcp_excessive_data_without_further_acks */
+
+/* flow kinds (0 = free slot) */
+enum { PH_K_FREE = 0, PH_K_TCP, PH_K_UDP, PH_K_ICMP, PH_K_OTHER };
+
+/* inactivity classes */
+enum { PH_TMO_UDP = 0, PH_TMO_TCP, PH_TMO_LONG, PH_TMO_ICMP, PH_TMO_OTHER, PH_TMO_N };
+
+/* per-flow timers kept in the heap (Zeek analyzer timers, plus interim updates) */
+enum { PH_TM_EXPIRE1 = 0, PH_TM_EXPIRE2, PH_TM_ATTEMPT, PH_TM_DELETE, PH_TM_UPDATE, PH_TM_N };
+
+/* Zeek TCP endpoint states (script enum values) */
+enum { PH_TCPS_INACTIVE = 0, PH_TCPS_SYN_SENT, PH_TCPS_SYN_ACK_SENT, PH_TCPS_PARTIAL,
+       PH_TCPS_ESTABLISHED, PH_TCPS_CLOSED, PH_TCPS_RESET };
+
+/* scaled (logarithmic) history entries: C G T W */
+enum { PH_SH_C = 0, PH_SH_G, PH_SH_T, PH_SH_W };
+
+/* ph_tcp_ep.epf bits */
+#define PH_EP_DID_CLOSE 0x01
+#define PH_EP_FIN       0x02   /* FIN_cnt > 0 */
+#define PH_EP_EOF       0x04   /* reassembler did_EOF */
+#define PH_EP_SKIP      0x08   /* reassembler skip_deliveries */
+
+/* ph_flow.cf bits */
+#define PH_CF_MAC        0x0001
+#define PH_CF_FLIPPED    0x0002
+#define PH_CF_ACTIVE     0x0004   /* TCPSessionAdapter::is_active */
+#define PH_CF_PARTIAL    0x0008   /* is_partial */
+#define PH_CF_DEFERRED   0x0010   /* close_deferred */
+#define PH_CF_DEF_GEN    0x0020   /* deferred_gen_event */
+#define PH_CF_FPS_ORIG   0x0040   /* first_packet_seen & ORIG */
+#define PH_CF_FPS_RESP   0x0080   /* first_packet_seen & RESP */
+#define PH_CF_EXPREL     0x0100   /* TCP expire checks can act: their timers are in the heap */
+
+/* history "seen" masks (TCP_Endpoint::HistoryMasks; responder = << 16) */
+#define PH_HIST_SYN  0x01
+#define PH_HIST_FIN  0x02
+#define PH_HIST_RST  0x04
+#define PH_HIST_FINRST 0x08
+#define PH_HIST_DATA 0x10
+#define PH_HIST_ACK  0x20
+#define PH_HIST_MULTI 0x40
+
+/* ------------------------------------------------------------------ */
+/* Flow state                                                          */
+/* ------------------------------------------------------------------ */
+
+/* The table key: canonically ordered endpoints, as six 64-bit words built in
+ * registers (never re-read through narrower stores):
+ *   w[0..1] address a (16 bytes as in the packet; IPv4 in the first 4)
+ *   w[2..3] address b
+ *   w[4]    port a | port b << 16 | VLAN << 32 | inner VLAN << 48
+ *   w[5]    proto | IP version << 8 | one-way << 16 | hash << 32
+ * The hash is part of the last word (equal keys have equal hashes). */
+typedef struct ph_fkey {
+    uint64_t w[6];
+} ph_fkey;
+
+static inline const uint8_t *ph_key_a(const ph_fkey *k) { return (const uint8_t *)&k->w[0]; }
+static inline const uint8_t *ph_key_b(const ph_fkey *k) { return (const uint8_t *)&k->w[2]; }
+static inline uint16_t ph_key_pa(const ph_fkey *k) { return (uint16_t)k->w[4]; }
+static inline uint16_t ph_key_pb(const ph_fkey *k) { return (uint16_t)(k->w[4] >> 16); }
+static inline uint8_t ph_key_proto(const ph_fkey *k) { return (uint8_t)k->w[5]; }
+static inline uint8_t ph_key_ipver(const ph_fkey *k) { return (uint8_t)(k->w[5] >> 8); }
+static inline uint32_t ph_key_hash(const ph_fkey *k) { return (uint32_t)(k->w[5] >> 32); }
+
+/* One TCP endpoint: TCP_Endpoint's sequence state plus its reassembler's
+ * bookkeeping (which ranges of its data were seen; no payload is kept). */
+typedef struct ph_tcp_ep {
+    uint32_t start;          /* start_seq (int64 in Zeek, but always a 32-bit value) */
+    uint32_t last_seq, ack_seq;
+    uint32_t seq_wraps, ack_wraps;
+    uint32_t hist_last[3];   /* low 32 bits of the relative seq of the last SYN, FIN, RST */
+    uint32_t shc[4];         /* scaled history counters C G T W */
+    uint16_t shx;            /* their thresholds: 4-bit powers of ten */
+    uint8_t state, prev_state;
+    uint8_t epf;             /* PH_EP_* */
+    uint8_t wscale;
+    uint8_t n_ooo;
+    uint8_t pad_;
+    uint64_t fin_seq;        /* relative seq just past the FIN (FIN_seq) */
+    uint64_t r_last;         /* last_reassem_seq: delivered (contiguous) up to */
+    uint64_t r_trim;         /* trim_seq: acked/trimmed up to */
+    uint64_t r_top;          /* highest block end inserted since the last clear */
+    uint32_t ooo[PH_OOO_MAX][2];  /* received ranges above r_last, as offsets from r_last */
+} ph_tcp_ep;
+
+typedef struct ph_flow {
+    /* --- lookup and timers (first cache line) --- */
+    ph_fkey k;
+    uint32_t wnext, wprev;   /* inactivity wheel list (index + 1, 0 = none) */
+    uint32_t heap;           /* timer heap position + 1 (0 = not in the heap) */
+    uint32_t self;           /* this flow's index */
+    uint16_t wslot;          /* wheel bucket (valid when linked) */
+    uint8_t kind;            /* PH_K_* */
+    uint8_t tmo;             /* PH_TMO_* */
+    /* --- per packet --- */
+    uint8_t orig_is_a;       /* originator = key side a */
+    uint8_t hlen;
+    uint16_t cf;             /* PH_CF_* */
+    uint32_t hist_seen;
+    int64_t ts_start;
+    int64_t last_time;       /* Zeek's last_time (duration end) */
+    int64_t last_pkt[2];     /* last counted packet per direction (INT64_MIN = none) */
+    uint64_t pkts[2], ipb[2];
+    union {
+        ph_tcp_ep ep[2];
+        struct {
+            int64_t len[2];      /* UDP/ICMP payload bytes; < 0 = endpoint inactive */
+            uint32_t chk[2];     /* UDP bad-checksum counters (C/c) */
+            uint16_t chkx[2];
+        } u;
+    } p;
+    uint64_t missed;
+    int64_t tm[PH_TM_N];     /* heap timers; PH_NO_TIME = unset */
+    /* --- features and labels (cold) --- */
+    ph_dstat fd[2];
+    ph_istat fb;             /* inter-arrival, both directions */
+    uint8_t mac[2][6];
+    uint16_t vl[2];          /* VLAN ids of the first packet (0 = none) */
+    char hist[PH_HIST_MAX];
+    uint8_t fn;              /* first_n packets recorded */
+    uint8_t fdir;            /* bit i: packet i came from the responder */
+    uint16_t fsz[PH_FIRST_N];
+    uint32_t fiat[PH_FIRST_N];  /* encoded gap: < 2^31 = ns, else 2^31 | microseconds */
+} ph_flow;
+
+typedef struct ph_heap_ent {
+    int64_t t;
+    uint32_t idx;
+} ph_heap_ent;
+
+#define PH_WHEEL_BITS 15
+#define PH_WHEEL_SIZE (1u << PH_WHEEL_BITS)
+#define PH_WHEEL_GRAN_SHIFT 27   /* bucket width 2^27 ns ~ 134 ms; span ~ 73 min */
+
+struct ph_flowtab {
+    uint64_t *ctr;
+    ph_emit_fn emit;
+    void *ctx;
+    /* hash table: slot = (hash << 32) | (flow index + 1), 0 = empty */
+    uint64_t *slots;
+    uint32_t mask;
+    uint64_t max_slots;      /* slot count needed for the capacity at load 3/4 */
+    /* flows */
+    ph_flow **chunks;
+    uint32_t nchunks;        /* allocated chunks */
+    uint32_t capacity;
+    uint32_t n_used;         /* high-water mark of flow indices */
+    uint32_t free_head;      /* free list (index + 1), linked through wnext */
+    uint32_t active;
+    /* timers */
+    ph_heap_ent *heap;
+    uint32_t hn;
+    uint32_t *wheel;         /* bucket heads (index + 1) */
+    uint64_t *wbits;         /* non-empty buckets */
+    int64_t wcur;            /* next absolute bucket number to process */
+    int64_t now;
+    int64_t prev_now;        /* the packet time before now */
+    int64_t tmo_ns[PH_TMO_N];
+    int64_t next_due;        /* lower bound of the earliest heap timer */
+    ph_flow_rec rec;         /* scratch export record */
+    ph_flow_cfg cfg;
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+/* ------------------------------------------------------------------ */
+static inline ph_flow *ph_flow_at(const ph_flowtab *t, uint32_t idx)
+{
+    return &t->chunks[idx >> PH_CHUNK_SHIFT][idx & (PH_CHUNK - 1)];
+}
+
+static inline void ph_hist_add(ph_flow *f, char c)
+{
+    if (f->hlen < PH_HIST_MAX)
+        f->hist[f->hlen++] = c;
+}
+
+/* Connection::CheckHistory: add the letter the first time mask is seen.
+ * Returns 1 if it had been seen before. */
+static inline int ph_hist_check(ph_flow *f, uint32_t mask, char code)
+{
+    if (f->hist_seen & mask)
+        return 1;
+    f->hist_seen |= mask;
+    ph_hist_add(f, code);
+    return 0;
+}
+
+/* Connection::ScaledHistoryEntry with base 10: add the letter on the 1st,
+ * 10th, 100th ... occurrence. cnt/shx hold the counter and the threshold
+ * exponent (4 bits at shift sh). */
+extern const uint32_t ph_pow10_u32[11];
+static inline void ph_hist_scaled(ph_flow *f, uint32_t *cnt, uint16_t *shx, int sh, char code)
+{
+    unsigned x = (*shx >> sh) & 0xf;
+    uint32_t thr = ph_pow10_u32[x];
+    if (++*cnt != thr)
+        return;
+    ph_hist_add(f, code);
+    uint32_t nt = thr * 10u;
+    if (nt <= thr || x >= 10)
+        *cnt = 0;   /* wrapped: reset the counter, keep the threshold (as Zeek) */
+    else
+        *shx = (uint16_t)((*shx & ~(0xfu << sh)) | ((x + 1) << sh));
+}
+
+/* ------------------------------------------------------------------ */
+/* Shared internal functions                                           */
+/* ------------------------------------------------------------------ */
+/* ph_flow.c */
+void ph_flow_flip(ph_flowtab *t, ph_flow *f);
+void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo);
+void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f);
+void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p);
+static inline void ph_flow_touch(ph_flow *f, int64_t ts) { f->last_time = ts; }
+
+/* ph_flow_tcp.c */
+void ph_tcp_init(ph_flowtab *t, ph_flow *f);
+void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f);
+int ph_tcp_is_reuse(const ph_flow *f, const ph_parsed *p);
+int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig);
+/* timer callbacks; return 1 if the flow must be removed (*reason set) */
+int ph_tcp_expire_timer(ph_flowtab *t, ph_flow *f, int slot, int *reason);
+int ph_tcp_attempt_timer(ph_flowtab *t, ph_flow *f);
+uint64_t ph_tcp_size(const ph_flow *f, int d);
+
+/* ph_flow_export.c */
+void ph_flow_export(ph_flowtab *t, ph_flow *f, int reason, int update);
+/* the same with the IDs already computed (flush) */
+void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const uint8_t digest[20], uint64_t flow_id);
+void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint64_t *flow_id);
+
+#endif /* PH_FLOW_INT_H */
