@@ -238,8 +238,17 @@ static int decode_l4(dctx *c, uint8_t proto, const uint8_t *l4, uint32_t l4_len,
     case IPPROTO_NONE_:
         /* Zeek (ip/IP.cc): "ipv6_no_next" weird, no connection. */
         return PH_C_NO_CONNECTION;
+    case 132:
+        /* SCTP: Zeek logs it as unknown_transport with ports 0/0 (the Zeek formats write it so),
+         * but the flow key and the Community ID use its ports. A header too short for the
+         * ports keeps 0/0. */
+        if (l4_caplen >= 4) {
+            o->sport = ph_be16(o->l4);
+            o->dport = ph_be16(o->l4 + 2);
+        }
+        return PH_DEC_OK;
     default:
-        /* SCTP and everything else: Zeek's unknown_transport, ports 0/0. */
+        /* everything else: Zeek's unknown_transport, ports 0/0. */
         return PH_DEC_OK;
     }
 }

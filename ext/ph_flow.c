@@ -8,7 +8,8 @@
  * with use and is bounded by the capacity. Nothing is allocated per packet.
  *
  * Time is packet time. Each packet first advances the clock; timers due at or
- * before it run first, as Zeek runs its timers before the packet.
+ * before it run first, as Zeek runs its timers before the packet. (Timer
+ * structures are in ph_flow_timer.c, Zeek's TCP rules in ph_flow_tcp.c.)
  *
  * Timers:
  *  - Inactivity (Zeek's per-connection inactivity timer; UDP 1 min, ICMP and
@@ -45,8 +46,6 @@ const uint32_t ph_pow10_u32[11] = {
     1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
     1410065408u /* 10^10 mod 2^32, as Zeek's threshold overflows */
 };
-
-#define WHEEL_NONE 0xffffu
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -166,6 +165,7 @@ static int build_key(const ph_flowtab *t, const ph_parsed *p, ph_fkey *k, int *s
         sp = p->icmp_type;
         dp = (uint16_t)icmp6_counterpart(p->icmp_type, p->icmp_code, &oneway);
         break;
+    case 132: kind = PH_K_OTHER; sp = p->sport; dp = p->dport; break; /* SCTP: keyed by ports */
     default: kind = PH_K_OTHER; sp = dp = 0; break;
     }
     /* canonical order: any total order works; compare the addresses as two
@@ -289,133 +289,6 @@ static void slot_delete(ph_flowtab *t, uint32_t hash, uint32_t idx)
 }
 
 /* ------------------------------------------------------------------ */
-/* Timer heap                                                          */
-/* ------------------------------------------------------------------ */
-static inline void heap_place(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
-{
-    t->heap[pos] = e;
-    ph_flow_at(t, e.idx)->heap = pos + 1;
-}
-
-static inline int heap_less(ph_heap_ent a, ph_heap_ent b)
-{
-    return a.t < b.t || (a.t == b.t && a.idx < b.idx);
-}
-
-static void heap_sift_up(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
-{
-    while (pos > 0) {
-        uint32_t parent = (pos - 1) >> 1;
-        if (!heap_less(e, t->heap[parent]))
-            break;
-        heap_place(t, pos, t->heap[parent]);
-        pos = parent;
-    }
-    heap_place(t, pos, e);
-}
-
-static void heap_sift_down(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
-{
-    for (;;) {
-        uint32_t c = 2 * pos + 1;
-        if (c >= t->hn)
-            break;
-        if (c + 1 < t->hn && heap_less(t->heap[c + 1], t->heap[c]))
-            c++;
-        if (!heap_less(t->heap[c], e))
-            break;
-        heap_place(t, pos, t->heap[c]);
-        pos = c;
-    }
-    heap_place(t, pos, e);
-}
-
-static void heap_remove(ph_flowtab *t, ph_flow *f)
-{
-    uint32_t pos = f->heap - 1;
-    f->heap = 0;
-    ph_heap_ent last = t->heap[--t->hn];
-    if (pos == t->hn)
-        return;
-    if (pos > 0 && heap_less(last, t->heap[(pos - 1) >> 1]))
-        heap_sift_up(t, pos, last);
-    else
-        heap_sift_down(t, pos, last);
-}
-
-/* Re-key a flow in the heap after its tm[] changed. TCP expire checks count
- * only while they can act (PH_CF_EXPREL; see ph_tcp_expire_relevance). */
-void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
-{
-    int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
-    int64_t m = PH_NO_TIME;
-    for (int i = first; i < PH_TM_N; i++)
-        if (f->tm[i] < m)
-            m = f->tm[i];
-    if (m == PH_NO_TIME) {
-        if (f->heap)
-            heap_remove(t, f);
-        return;
-    }
-    if (!f->heap) {
-        ph_heap_ent e = { m, f->self };
-        t->hn++;
-        heap_sift_up(t, t->hn - 1, e);
-        return;
-    }
-    uint32_t pos = f->heap - 1;
-    ph_heap_ent e = t->heap[pos];
-    int64_t old = e.t;
-    e.t = m;
-    if (m < old)
-        heap_sift_up(t, pos, e);
-    else if (m > old)
-        heap_sift_down(t, pos, e);
-}
-
-/* ------------------------------------------------------------------ */
-/* Inactivity wheel                                                    */
-/* ------------------------------------------------------------------ */
-static inline int64_t flow_deadline(const ph_flowtab *t, const ph_flow *f)
-{
-    return f->last_time + t->tmo_ns[f->tmo];
-}
-
-static void wheel_unlink(ph_flowtab *t, ph_flow *f)
-{
-    if (f->wslot == WHEEL_NONE)
-        return;
-    if (f->wprev)
-        ph_flow_at(t, f->wprev - 1)->wnext = f->wnext;
-    else {
-        t->wheel[f->wslot] = f->wnext;
-        if (!f->wnext)
-            t->wbits[f->wslot >> 6] &= ~(1ull << (f->wslot & 63));
-    }
-    if (f->wnext)
-        ph_flow_at(t, f->wnext - 1)->wprev = f->wprev;
-    f->wslot = WHEEL_NONE;
-    f->wnext = f->wprev = 0;
-}
-
-static void wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline)
-{
-    int64_t b = deadline >> PH_WHEEL_GRAN_SHIFT;
-    if (b < t->wcur)
-        b = t->wcur;
-    if (b - t->wcur >= (int64_t)PH_WHEEL_SIZE)
-        b = t->wcur + PH_WHEEL_SIZE - 1;   /* beyond the span: re-checked when reached */
-    uint32_t slot = (uint32_t)b & (PH_WHEEL_SIZE - 1);
-    f->wslot = (uint16_t)slot;
-    f->wprev = 0;
-    f->wnext = t->wheel[slot];
-    if (f->wnext)
-        ph_flow_at(t, f->wnext - 1)->wprev = idx + 1;
-    t->wheel[slot] = idx + 1;
-    t->wbits[slot >> 6] |= 1ull << (slot & 63);
-}
-
-/* ------------------------------------------------------------------ */
 /* Flow allocation and removal                                         */
 /* ------------------------------------------------------------------ */
 static int alloc_index(ph_flowtab *t, uint32_t *idx)
@@ -442,49 +315,19 @@ static int alloc_index(ph_flowtab *t, uint32_t *idx)
 static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
 {
     slot_delete(t, ph_key_hash(&f->k), idx);
-    wheel_unlink(t, f);
+    ph_wheel_unlink(t, f);
     if (f->heap)
-        heap_remove(t, f);
+        ph_heap_remove(t, f);
     f->kind = PH_K_FREE;
     f->wnext = t->free_head;
     t->free_head = idx + 1;
     t->active--;
 }
 
-static void flow_remove(ph_flowtab *t, ph_flow *f, uint32_t idx, int reason)
+void ph_flow_remove(ph_flowtab *t, ph_flow *f, uint32_t idx, int reason)
 {
     ph_flow_export(t, f, reason, 0);
     flow_unlink(t, f, idx);
-}
-
-/* Pick and export the flow with the earliest inactivity deadline. */
-static int evict_one(ph_flowtab *t)
-{
-    uint32_t start = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1);
-    for (uint32_t n = 0; n <= PH_WHEEL_SIZE; n += 64) {
-        uint32_t s = (start + n) & (PH_WHEEL_SIZE - 1);
-        uint32_t w = s >> 6;
-        uint64_t bits = t->wbits[w];
-        if (n == 0)
-            bits &= ~0ull << (s & 63);
-        else
-            s &= ~63u;
-        if (!bits)
-            continue;
-        uint32_t slot = (w << 6) | (uint32_t)__builtin_ctzll(bits);
-        /* among the first few flows of the bucket, the least recently active */
-        uint32_t best = t->wheel[slot] - 1, cur = best;
-        for (int i = 0; i < 8 && cur != UINT32_MAX; i++) {
-            ph_flow *c = ph_flow_at(t, cur);
-            if (c->last_time < ph_flow_at(t, best)->last_time)
-                best = cur;
-            cur = c->wnext ? c->wnext - 1 : UINT32_MAX;
-        }
-        t->ctr[PH_C_EVICTIONS]++;
-        flow_remove(t, ph_flow_at(t, best), best, PH_END_EVICTED);
-        return 0;
-    }
-    return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -535,9 +378,9 @@ void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo)
     }
     int shorter = t->tmo_ns[tmo] < t->tmo_ns[f->tmo];
     f->tmo = (uint8_t)tmo;
-    if (shorter && f->wslot != WHEEL_NONE) {
-        wheel_unlink(t, f);
-        wheel_insert(t, f, f->self, flow_deadline(t, f));
+    if (shorter && f->wslot != PH_WHEEL_NONE) {
+        ph_wheel_unlink(t, f);
+        ph_wheel_insert(t, f, f->self, ph_flow_deadline(t, f));
     }
 }
 
@@ -583,116 +426,6 @@ void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p)
 }
 
 /* ------------------------------------------------------------------ */
-/* Timers                                                              */
-/* ------------------------------------------------------------------ */
-static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
-{
-    ph_flow *f = ph_flow_at(t, idx);
-    for (;;) {
-        int j = -1;
-        int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
-        for (int i = first; i < PH_TM_N; i++)
-            if (f->tm[i] <= now && (j < 0 || f->tm[i] < f->tm[j]))
-                j = i;
-        if (j < 0)
-            break;
-        int64_t tj = f->tm[j];
-        /* Zeek would already have removed a connection idle since before this timer */
-        if (flow_deadline(t, f) <= tj) {
-            flow_remove(t, f, idx, PH_END_INACTIVITY);
-            return;
-        }
-        f->tm[j] = PH_NO_TIME;
-        int reason = PH_END_INACTIVITY;
-        switch (j) {
-        case PH_TM_EXPIRE1:
-        case PH_TM_EXPIRE2:
-            if (ph_tcp_expire_timer(t, f, j, &reason)) {
-                flow_remove(t, f, idx, reason);
-                return;
-            }
-            break;
-        case PH_TM_ATTEMPT:
-            if (ph_tcp_attempt_timer(t, f)) {
-                flow_remove(t, f, idx, PH_END_INACTIVITY);
-                return;
-            }
-            break;
-        case PH_TM_DELETE:
-            flow_remove(t, f, idx, PH_END_TCP_CLOSED);
-            return;
-        case PH_TM_UPDATE: {
-            /* an interim record if the flow was active since the previous one */
-            int64_t at = t->cfg.active_timeout_ns, next = tj + at;
-            if (f->last_time > tj - at || tj - at <= f->ts_start)
-                ph_flow_export(t, f, PH_END_ACTIVE_TIMEOUT, 1);
-            if (next <= now)
-                next = tj + ((now - tj) / at + 1) * at;
-            f->tm[PH_TM_UPDATE] = next;
-            break;
-        }
-        }
-    }
-    ph_flow_timers_changed(t, f);
-}
-
-static void wheel_process_slot(ph_flowtab *t, uint32_t slot, int64_t now)
-{
-    uint32_t cur = t->wheel[slot];
-    t->wheel[slot] = 0;
-    t->wbits[slot >> 6] &= ~(1ull << (slot & 63));
-    while (cur) {
-        uint32_t idx = cur - 1;
-        ph_flow *f = ph_flow_at(t, idx);
-        cur = f->wnext;
-        f->wslot = WHEEL_NONE;
-        f->wnext = f->wprev = 0;
-        int64_t d = flow_deadline(t, f);
-        if (d <= now)
-            flow_remove(t, f, idx, PH_END_INACTIVITY);
-        else
-            wheel_insert(t, f, idx, d);
-    }
-}
-
-static void wheel_advance(ph_flowtab *t, int64_t now)
-{
-    int64_t target = now >> PH_WHEEL_GRAN_SHIFT;
-    if (t->wcur >= target)
-        return;
-    if (target - t->wcur > (int64_t)PH_WHEEL_SIZE) {
-        /* a long jump in time: visit every bucket once */
-        t->wcur = target;
-        for (uint32_t s = 0; s < PH_WHEEL_SIZE; s++)
-            if (t->wbits[s >> 6] & (1ull << (s & 63)))
-                wheel_process_slot(t, s, now);
-        return;
-    }
-    while (t->wcur < target) {
-        uint32_t slot = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1);
-        t->wcur++;
-        if (t->wbits[slot >> 6] & (1ull << (slot & 63)))
-            wheel_process_slot(t, slot, now);
-    }
-}
-
-void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns)
-{
-    if (t->now == INT64_MIN) {
-        t->wcur = now_ns >> PH_WHEEL_GRAN_SHIFT;
-        t->prev_now = now_ns;
-    }
-    if (now_ns > t->now) {
-        t->prev_now = t->now;
-        t->now = now_ns;
-    }
-    int64_t now = t->now;
-    while (t->hn && t->heap[0].t <= now)
-        run_flow_timers(t, t->heap[0].idx, now);
-    wheel_advance(t, now);
-}
-
-/* ------------------------------------------------------------------ */
 /* Per packet                                                          */
 /* ------------------------------------------------------------------ */
 static int want_flip(const ph_flowtab *t, int kind, const ph_parsed *p)
@@ -722,7 +455,7 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
                             uint32_t *idx_out)
 {
     uint32_t idx;
-    if (t->active >= t->capacity && evict_one(t) < 0)
+    if (t->active >= t->capacity && ph_evict_one(t) < 0)
         return NULL;
     if ((uint64_t)(t->active + 1) * 4 > ((uint64_t)t->mask + 1) * 3) {
         slots_grow(t);
@@ -738,7 +471,7 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
     f->self = idx;
     slot_insert(t, ph_key_hash(k), idx);
     f->kind = (uint8_t)kind;
-    f->wslot = WHEEL_NONE;
+    f->wslot = PH_WHEEL_NONE;
     f->ts_start = f->last_time = p->ts_ns;
     f->last_pkt[0] = f->last_pkt[1] = INT64_MIN;
     for (int i = 0; i < PH_TM_N; i++)
@@ -768,7 +501,7 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
         ph_flow_flip(t, f);
     if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0)
         f->tm[PH_TM_UPDATE] = p->ts_ns + t->cfg.active_timeout_ns;
-    wheel_insert(t, f, idx, flow_deadline(t, f));
+    ph_wheel_insert(t, f, idx, ph_flow_deadline(t, f));
     ph_flow_timers_changed(t, f);
     t->active++;
     t->ctr[PH_C_FLOWS_CREATED]++;
@@ -797,8 +530,11 @@ static int simple_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_o
         ph_flow_touch(f, p->ts_ns);
         int64_t len = (int64_t)p->l4_len - 8;
         f->p.u.len[d] = f->p.u.len[d] < 0 ? len : f->p.u.len[d] + len;
-        if (p->l4_caplen >= p->l4_len)   /* ConnSize sees only fully captured ICMP */
-            ph_flow_count(t, f, d, p);
+        /* ConnSize sees only fully captured ICMP: a cut one updates the
+         * connection (time, bytes) but is not in its packets */
+        if (p->l4_caplen < p->l4_len)
+            return PH_C_TRUNCATED_L4;
+        ph_flow_count(t, f, d, p);
         return PH_C_IN_FLOW;
     }
     ph_flow_touch(f, p->ts_ns);
@@ -819,12 +555,12 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
     ph_flow *f = lookup(t, &k, &slot);
     if (f) {
         idx = (uint32_t)t->slots[slot] - 1;
-        if (flow_deadline(t, f) <= t->now) {
-            flow_remove(t, f, idx, PH_END_INACTIVITY);
+        if (ph_flow_deadline(t, f) <= t->now) {
+            ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
             f = NULL;
         } else if (kind == PH_K_TCP && ph_tcp_is_reuse(f, p)) {
             t->ctr[PH_C_TCP_REUSE]++;
-            flow_remove(t, f, idx, PH_END_TCP_REUSE);
+            ph_flow_remove(t, f, idx, PH_END_TCP_REUSE);
             f = NULL;
         }
     }
@@ -967,7 +703,7 @@ void ph_flowtab_flush(ph_flowtab *t, int reason)
             v[n].idx = i;
             n++;
         } else {
-            flow_remove(t, f, i, reason);   /* out of memory: table order */
+            ph_flow_remove(t, f, i, ph_flow_deadline(t, f) <= t->now ? PH_END_INACTIVITY : reason);   /* out of memory: table order */
         }
     }
     if (!v)
@@ -975,7 +711,10 @@ void ph_flowtab_flush(ph_flowtab *t, int reason)
     qsort(v, n, sizeof *v, flush_cmp);
     for (uint32_t i = 0; i < n; i++) {
         ph_flow *f = ph_flow_at(t, v[i].idx);
-        ph_flow_export_ids(t, f, reason, 0, v[i].digest, v[i].id);
+        /* a flow already past its inactivity deadline (the wheel exports
+         * those when their bucket ends) timed out rather than being flushed */
+        int why = ph_flow_deadline(t, f) <= t->now ? PH_END_INACTIVITY : reason;
+        ph_flow_export_ids(t, f, why, 0, v[i].digest, v[i].id);
         flow_unlink(t, f, v[i].idx);
     }
     free(v);

@@ -1,7 +1,8 @@
 /*
  * ph_flow_int.h -- internals of the flow table, shared by ph_flow*.c only.
  *
- *   ph_flow.c         table, memory, timers, public API
+ *   ph_flow.c         table, memory, flow creation, packet dispatch, public API
+ *   ph_flow_timer.c   timer heap, inactivity wheel, timer dispatch, eviction victim
  *   ph_flow_tcp.c     Zeek's TCP analyzer semantics (endpoint state machine,
  *                     sequence tracking, history, content gaps, close timers)
  *   ph_flow_export.c  flow -> ph_flow_rec (conn_state, sizes, features, IDs)
@@ -242,10 +243,24 @@ static inline void ph_hist_scaled(ph_flow *f, uint32_t *cnt, uint16_t *shx, int 
 /* ------------------------------------------------------------------ */
 /* Shared internal functions                                           */
 /* ------------------------------------------------------------------ */
+#define PH_WHEEL_NONE 0xffffu   /* ph_flow.wslot: not in the wheel */
+
+static inline int64_t ph_flow_deadline(const ph_flowtab *t, const ph_flow *f)
+{
+    return f->last_time + t->tmo_ns[f->tmo];
+}
+
 /* ph_flow.c */
+void ph_flow_remove(ph_flowtab *t, ph_flow *f, uint32_t idx, int reason);
 void ph_flow_flip(ph_flowtab *t, ph_flow *f);
 void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo);
+
+/* ph_flow_timer.c */
 void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f);
+void ph_heap_remove(ph_flowtab *t, ph_flow *f);
+void ph_wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline);
+void ph_wheel_unlink(ph_flowtab *t, ph_flow *f);
+int ph_evict_one(ph_flowtab *t);
 void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p);
 static inline void ph_flow_touch(ph_flow *f, int64_t ts) { f->last_time = ts; }
 

@@ -115,12 +115,13 @@ typedef struct ph_flow_rec {
     int8_t first_dirs[8]; /* direction of each of the first packets: 1 originator, -1 responder */
     char history[40]; /* Zeek connection history letters (NUL-terminated, empty = unset) */
     char community_id[32]; /* Community ID v1, base64 form ('1:...') */
+    uint8_t reserved[5]; /* zero (explicit tail padding, so the record has no implicit padding) */
 } ph_flow_rec;
 
 #define PH_REC_SIZE 544
 /* layout table for the import-time ABI check and generic serialization */
 typedef struct ph_rec_field { const char *name; const char *ecs; char kind; uint8_t elem; uint16_t count; uint32_t offset; } ph_rec_field;
-#define PH_REC_NFIELDS 71
+#define PH_REC_NFIELDS 72
 static const ph_rec_field ph_rec_fields[] = {
     {"flow_id", NULL, 'u', 8, 1, 0},
     {"ts_start", NULL, 'i', 8, 1, 8},
@@ -193,6 +194,7 @@ static const ph_rec_field ph_rec_fields[] = {
     {"first_dirs", "pyhunt.flow.first.dirs", 'i', 1, 8, 459},
     {"history", NULL, 'S', 1, 40, 467},
     {"community_id", NULL, 'S', 1, 32, 507},
+    {"reserved", NULL, 'u', 1, 5, 539},
 };
 
 /* feature fields in ECS path order (for nested JSON emission) */

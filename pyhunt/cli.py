@@ -16,6 +16,7 @@ from typing import BinaryIO, Sequence
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+MAX_SECONDS = 10 * 365 * 86400.0  # timeouts are int64 nanoseconds in the engine
 
 
 class UsageError(Exception):
@@ -59,8 +60,8 @@ def _seconds(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    if not 0 <= v <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SECONDS:.0f} seconds: {text!r}")
     return v
 
 

@@ -121,6 +121,10 @@ class FlowMeter:
             value = getattr(self, name)
             if value is not None:
                 cfg[name] = value
+        for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity", "active_timeout"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 10 * 365 * 86400:
+                raise ValueError(f"{name} must be between 0 and ten years (in seconds)")
         if not 0 <= self.cid_seed <= 65535:
             raise ValueError("cid_seed must be between 0 and 65535")
         if self.first_n is not None and not 0 <= self.first_n <= 8:

@@ -16,11 +16,14 @@ from scapy.layers.l2 import Ether
 from captures import pcap_bytes, pcapng_bytes
 from conftest import run_cli
 
+# explicit MACs: scapy would otherwise ARP for the destination to fill them in
+MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
 
 def _udp_pkts(n: int, t0: float = 1_600_000_000.0) -> list[tuple[float, bytes]]:
     out = []
     for i in range(n):
-        p = Ether() / IP(src=f"10.0.0.{1 + i % 5}", dst="10.0.1.1") / UDP(sport=1000 + i % 5, dport=53) / (b"x" * 20)
+        p = Ether(src=MAC_A, dst=MAC_B) / IP(src=f"10.0.0.{1 + i % 5}", dst="10.0.1.1") / UDP(sport=1000 + i % 5, dport=53) / (b"x" * 20)
         out.append((t0 + i * 0.01, bytes(p)))
     return out
 
@@ -162,7 +165,7 @@ def test_bad_option_value():
 
 
 def test_tcp_with_bad_data_offset_is_counted(tmp_path):
-    pkt = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2, dataofs=2)
+    pkt = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2, dataofs=2)
     p = tmp_path / "tcp.pcap"
     p.write_bytes(pcap_bytes([(1.0, bytes(pkt))]))
     r = run_cli("replay", "-C", "--format", "zeek-json", "-o", "-", str(p))

@@ -402,12 +402,7 @@ def test_truncated_pcap_names_the_record(tmp_path, monkeypatch, kept):
     assert _error(meter).offset == last and c["packets_read"] == 19
 
 
-GZIP_BUG = ("BUG: pyhunt/sources.py Source.chunks() calls GzipFile.read(CHUNK); on a truncated .gz that call "
-            "raises EOFError and discards everything it decompressed, so with the default 8 MiB CHUNK a damaged "
-            "gzip capture yields no packets at all (tests/test_bad_input.py::test_truncated_gzip fails too)")
-
-
-@pytest.mark.parametrize("chunk", [1000, pytest.param(None, marks=pytest.mark.xfail(strict=True, reason=GZIP_BUG))],
+@pytest.mark.parametrize("chunk", [1000, None],
                          ids=["chunk-1000", "default-chunk"])
 def test_truncated_gzip_keeps_what_decompressed(tmp_path, monkeypatch, chunk):
     """The packets that decompressed before the damage are read (less at most one read's worth); the

@@ -1,0 +1,270 @@
+/*
+ * ph_flow_timer.c -- the flow table's clocks (see the policy in ph_flow.c):
+ * a binary min-heap of per-flow TCP/update deadlines, run exactly at packet
+ * time, and a lazy hashed timing wheel for inactivity, which also chooses
+ * eviction victims.
+ */
+#include "ph_flow_int.h"
+
+/* ------------------------------------------------------------------ */
+/* Timer heap                                                          */
+/* ------------------------------------------------------------------ */
+static inline void heap_place(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
+{
+    t->heap[pos] = e;
+    ph_flow_at(t, e.idx)->heap = pos + 1;
+}
+
+static inline int heap_less(ph_heap_ent a, ph_heap_ent b)
+{
+    return a.t < b.t || (a.t == b.t && a.idx < b.idx);
+}
+
+static void heap_sift_up(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
+{
+    while (pos > 0) {
+        uint32_t parent = (pos - 1) >> 1;
+        if (!heap_less(e, t->heap[parent]))
+            break;
+        heap_place(t, pos, t->heap[parent]);
+        pos = parent;
+    }
+    heap_place(t, pos, e);
+}
+
+static void heap_sift_down(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
+{
+    for (;;) {
+        uint32_t c = 2 * pos + 1;
+        if (c >= t->hn)
+            break;
+        if (c + 1 < t->hn && heap_less(t->heap[c + 1], t->heap[c]))
+            c++;
+        if (!heap_less(t->heap[c], e))
+            break;
+        heap_place(t, pos, t->heap[c]);
+        pos = c;
+    }
+    heap_place(t, pos, e);
+}
+
+void ph_heap_remove(ph_flowtab *t, ph_flow *f)
+{
+    uint32_t pos = f->heap - 1;
+    f->heap = 0;
+    ph_heap_ent last = t->heap[--t->hn];
+    if (pos == t->hn)
+        return;
+    if (pos > 0 && heap_less(last, t->heap[(pos - 1) >> 1]))
+        heap_sift_up(t, pos, last);
+    else
+        heap_sift_down(t, pos, last);
+}
+
+/* Re-key a flow in the heap after its tm[] changed. TCP expire checks count
+ * only while they can act (PH_CF_EXPREL; see ph_tcp_expire_relevance). */
+void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
+{
+    int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
+    int64_t m = PH_NO_TIME;
+    for (int i = first; i < PH_TM_N; i++)
+        if (f->tm[i] < m)
+            m = f->tm[i];
+    if (m == PH_NO_TIME) {
+        if (f->heap)
+            ph_heap_remove(t, f);
+        return;
+    }
+    if (!f->heap) {
+        ph_heap_ent e = { m, f->self };
+        t->hn++;
+        heap_sift_up(t, t->hn - 1, e);
+        return;
+    }
+    uint32_t pos = f->heap - 1;
+    ph_heap_ent e = t->heap[pos];
+    int64_t old = e.t;
+    e.t = m;
+    if (m < old)
+        heap_sift_up(t, pos, e);
+    else if (m > old)
+        heap_sift_down(t, pos, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inactivity wheel                                                    */
+/* ------------------------------------------------------------------ */
+void ph_wheel_unlink(ph_flowtab *t, ph_flow *f)
+{
+    if (f->wslot == PH_WHEEL_NONE)
+        return;
+    if (f->wprev)
+        ph_flow_at(t, f->wprev - 1)->wnext = f->wnext;
+    else {
+        t->wheel[f->wslot] = f->wnext;
+        if (!f->wnext)
+            t->wbits[f->wslot >> 6] &= ~(1ull << (f->wslot & 63));
+    }
+    if (f->wnext)
+        ph_flow_at(t, f->wnext - 1)->wprev = f->wprev;
+    f->wslot = PH_WHEEL_NONE;
+    f->wnext = f->wprev = 0;
+}
+
+void ph_wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline)
+{
+    int64_t b = deadline >> PH_WHEEL_GRAN_SHIFT;
+    if (b < t->wcur)
+        b = t->wcur;
+    if (b - t->wcur >= (int64_t)PH_WHEEL_SIZE)
+        b = t->wcur + PH_WHEEL_SIZE - 1;   /* beyond the span: re-checked when reached */
+    uint32_t slot = (uint32_t)b & (PH_WHEEL_SIZE - 1);
+    f->wslot = (uint16_t)slot;
+    f->wprev = 0;
+    f->wnext = t->wheel[slot];
+    if (f->wnext)
+        ph_flow_at(t, f->wnext - 1)->wprev = idx + 1;
+    t->wheel[slot] = idx + 1;
+    t->wbits[slot >> 6] |= 1ull << (slot & 63);
+}
+
+/* Pick and export the flow with the earliest inactivity deadline. */
+int ph_evict_one(ph_flowtab *t)
+{
+    uint32_t start = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1);
+    for (uint32_t n = 0; n <= PH_WHEEL_SIZE; n += 64) {
+        uint32_t s = (start + n) & (PH_WHEEL_SIZE - 1);
+        uint32_t w = s >> 6;
+        uint64_t bits = t->wbits[w];
+        if (n == 0)
+            bits &= ~0ull << (s & 63);
+        else
+            s &= ~63u;
+        if (!bits)
+            continue;
+        uint32_t slot = (w << 6) | (uint32_t)__builtin_ctzll(bits);
+        /* among the first few flows of the bucket, the least recently active */
+        uint32_t best = t->wheel[slot] - 1, cur = best;
+        for (int i = 0; i < 8 && cur != UINT32_MAX; i++) {
+            ph_flow *c = ph_flow_at(t, cur);
+            if (c->last_time < ph_flow_at(t, best)->last_time)
+                best = cur;
+            cur = c->wnext ? c->wnext - 1 : UINT32_MAX;
+        }
+        t->ctr[PH_C_EVICTIONS]++;
+        ph_flow_remove(t, ph_flow_at(t, best), best, PH_END_EVICTED);
+        return 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers                                                              */
+/* ------------------------------------------------------------------ */
+static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
+{
+    ph_flow *f = ph_flow_at(t, idx);
+    for (;;) {
+        int j = -1;
+        int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
+        for (int i = first; i < PH_TM_N; i++)
+            if (f->tm[i] <= now && (j < 0 || f->tm[i] < f->tm[j]))
+                j = i;
+        if (j < 0)
+            break;
+        int64_t tj = f->tm[j];
+        /* Zeek would already have removed a connection idle since before this timer */
+        if (ph_flow_deadline(t, f) <= tj) {
+            ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
+            return;
+        }
+        f->tm[j] = PH_NO_TIME;
+        int reason = PH_END_INACTIVITY;
+        switch (j) {
+        case PH_TM_EXPIRE1:
+        case PH_TM_EXPIRE2:
+            if (ph_tcp_expire_timer(t, f, j, &reason)) {
+                ph_flow_remove(t, f, idx, reason);
+                return;
+            }
+            break;
+        case PH_TM_ATTEMPT:
+            if (ph_tcp_attempt_timer(t, f)) {
+                ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
+                return;
+            }
+            break;
+        case PH_TM_DELETE:
+            ph_flow_remove(t, f, idx, PH_END_TCP_CLOSED);
+            return;
+        case PH_TM_UPDATE: {
+            /* an interim record if the flow was active since the previous one */
+            int64_t at = t->cfg.active_timeout_ns, next = tj + at;
+            if (f->last_time > tj - at || tj - at <= f->ts_start)
+                ph_flow_export(t, f, PH_END_ACTIVE_TIMEOUT, 1);
+            if (next <= now)
+                next = tj + ((now - tj) / at + 1) * at;
+            f->tm[PH_TM_UPDATE] = next;
+            break;
+        }
+        }
+    }
+    ph_flow_timers_changed(t, f);
+}
+
+static void wheel_process_slot(ph_flowtab *t, uint32_t slot, int64_t now)
+{
+    uint32_t cur = t->wheel[slot];
+    t->wheel[slot] = 0;
+    t->wbits[slot >> 6] &= ~(1ull << (slot & 63));
+    while (cur) {
+        uint32_t idx = cur - 1;
+        ph_flow *f = ph_flow_at(t, idx);
+        cur = f->wnext;
+        f->wslot = PH_WHEEL_NONE;
+        f->wnext = f->wprev = 0;
+        int64_t d = ph_flow_deadline(t, f);
+        if (d <= now)
+            ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
+        else
+            ph_wheel_insert(t, f, idx, d);
+    }
+}
+
+static void wheel_advance(ph_flowtab *t, int64_t now)
+{
+    int64_t target = now >> PH_WHEEL_GRAN_SHIFT;
+    if (t->wcur >= target)
+        return;
+    if (target - t->wcur > (int64_t)PH_WHEEL_SIZE) {
+        /* a long jump in time: visit every bucket once */
+        t->wcur = target;
+        for (uint32_t s = 0; s < PH_WHEEL_SIZE; s++)
+            if (t->wbits[s >> 6] & (1ull << (s & 63)))
+                wheel_process_slot(t, s, now);
+        return;
+    }
+    while (t->wcur < target) {
+        uint32_t slot = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1);
+        t->wcur++;
+        if (t->wbits[slot >> 6] & (1ull << (slot & 63)))
+            wheel_process_slot(t, slot, now);
+    }
+}
+
+void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns)
+{
+    if (t->now == INT64_MIN) {
+        t->wcur = now_ns >> PH_WHEEL_GRAN_SHIFT;
+        t->prev_now = now_ns;
+    }
+    if (now_ns > t->now) {
+        t->prev_now = t->now;
+        t->now = now_ns;
+    }
+    int64_t now = t->now;
+    while (t->hn && t->heap[0].t <= now)
+        run_flow_timers(t, t->heap[0].idx, now);
+    wheel_advance(t, now);
+}
+
