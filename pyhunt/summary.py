@@ -43,39 +43,79 @@ class Stats:
     """What the summary needs, accumulated batch by batch with numpy (no per-flow Python)."""
     flows: int = 0
     updates: int = 0
-    by_proto: dict[int, int] = field(default_factory=dict)
-    by_state: dict[int, int] = field(default_factory=dict)
-    talkers: dict[tuple[bytes, int], int] = field(default_factory=dict)
+    proto_counts: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    state_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(CONN_STATES), dtype=np.int64))
+    talker_keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype="V17"))
+    talker_bytes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
     largest: np.ndarray | None = None
     keep: int = 10
+    max_talkers: int = 1_000_000
+
+    @property
+    def by_proto(self) -> dict[int, int]:
+        return {int(p): int(c) for p, c in enumerate(self.proto_counts) if c}
+
+    @property
+    def by_state(self) -> dict[int, int]:
+        return {int(p): int(c) for p, c in enumerate(self.state_counts) if c}
+
+    @property
+    def talkers(self) -> dict[tuple[bytes, int], int]:
+        """Address -> IP bytes; address as (16 bytes, ip version)."""
+        out = {}
+        for k, b in zip(self.talker_keys.tolist(), self.talker_bytes.tolist()):
+            out[(bytes(k)[:16], bytes(k)[16])] = int(b)
+        return out
+
+    def top_talkers(self, n: int = 5) -> list[tuple[tuple[bytes, int], int]]:
+        order = np.argsort(-self.talker_bytes, kind="stable")[:n]
+        return [((bytes(self.talker_keys[i])[:16], bytes(self.talker_keys[i])[16]), int(self.talker_bytes[i]))
+                for i in order]
 
     def add(self, recs: np.ndarray) -> None:
         if not len(recs):
             return
         upd = (recs["flags"] & 0x0008) != 0
-        self.updates += int(upd.sum())
-        recs = recs[~upd]
+        n_upd = int(upd.sum())
+        if n_upd:
+            self.updates += n_upd
+            recs = recs[~upd]
+            if not len(recs):
+                return
         self.flows += len(recs)
-        for key, col, target in ((0, "proto", self.by_proto), (1, "conn_state", self.by_state)):
-            vals, counts = np.unique(recs[col], return_counts=True)
-            for v, c in zip(vals.tolist(), counts.tolist()):
-                target[v] = target.get(v, 0) + c
-        total = recs["orig_ip_bytes"] + recs["resp_ip_bytes"]
-        for col in ("orig_h", "resp_h"):
-            keys = np.ascontiguousarray(recs[col]).view("V16").ravel()
-            uniq, inv = np.unique(keys, return_inverse=True)
-            sums = np.bincount(inv.ravel(), weights=total.astype(np.float64))
-            versions = np.zeros(len(uniq), dtype=np.uint8)
-            versions[inv.ravel()] = recs["ip_version"]
-            for k, v, s in zip(uniq.tolist(), versions.tolist(), sums.tolist()):
-                kk = (bytes(k), v)
-                self.talkers[kk] = self.talkers.get(kk, 0) + int(s)
-        if len(self.talkers) > 200_000:  # bound memory on huge captures: keep the heaviest
-            top = sorted(self.talkers.items(), key=lambda kv: -kv[1])[:50_000]
-            self.talkers = dict(top)
-        pool = recs if self.largest is None else np.concatenate([self.largest, recs])
+        self.proto_counts += np.bincount(recs["proto"], minlength=256)
+        self.state_counts += np.bincount(recs["conn_state"], minlength=len(CONN_STATES))[:len(CONN_STATES)]
+        total = (recs["orig_ip_bytes"] + recs["resp_ip_bytes"]).astype(np.float64)
+        keys = np.empty((2 * len(recs), 17), dtype=np.uint8)
+        keys[: len(recs), :16] = recs["orig_h"]
+        keys[len(recs):, :16] = recs["resp_h"]
+        keys[: len(recs), 16] = recs["ip_version"]
+        keys[len(recs):, 16] = recs["ip_version"]
+        # group by a 64-bit hash of the 17-byte key (sorting u64 is far cheaper than sorting bytes)
+        allk = np.concatenate([self.talker_keys, keys.view("V17").ravel()])
+        allb = np.concatenate([self.talker_bytes, total, total])
+        uniq_h, first, inv = np.unique(_hash17(allk), return_index=True, return_inverse=True)
+        self.talker_keys = allk[first]
+        self.talker_bytes = np.bincount(inv.ravel(), weights=allb, minlength=len(uniq_h))
+        if len(uniq_h) > self.max_talkers:  # bound memory on huge captures: keep the heaviest
+            top = np.argsort(-self.talker_bytes, kind="stable")[: self.max_talkers // 2]
+            self.talker_keys, self.talker_bytes = self.talker_keys[top], self.talker_bytes[top]
+        size = (recs["orig_ip_bytes"] + recs["resp_ip_bytes"]).astype(np.int64)
+        k = min(self.keep, len(recs))
+        cand = recs[np.argpartition(-size, k - 1)[:k]] if len(recs) > k else recs
+        pool = cand if self.largest is None else np.concatenate([self.largest, cand])
         order = np.argsort(-(pool["orig_ip_bytes"] + pool["resp_ip_bytes"]).astype(np.int64), kind="stable")
         self.largest = pool[order[: self.keep]].copy()
+
+
+def _hash17(keys: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of 17-byte keys (16-byte address + version), vectorised."""
+    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 17)
+    a = raw[:, :8].copy().view(np.uint64).ravel()
+    b = raw[:, 8:16].copy().view(np.uint64).ravel()
+    v = raw[:, 16].astype(np.uint64)
+    h = a * np.uint64(0x9E3779B97F4A7C15) ^ (b + v) * np.uint64(0xC2B2AE3D27D4EB4F)
+    return h ^ (h >> np.uint64(29))
 
 
 def format_summary(counters: dict[str, int], stats: Stats, elapsed: float, n_dispositions: int,
@@ -102,7 +142,7 @@ def format_summary(counters: dict[str, int], stats: Stats, elapsed: float, n_dis
                                        "frag_timeout") if counters.get(n)]
     if info:
         lines.append("  notes     " + ", ".join(f"{n} {c:,}" for n, c in info))
-    top = sorted(stats.talkers.items(), key=lambda kv: -kv[1])[:5]
+    top = stats.top_talkers(5)
     if top:
         lines.append("  top talkers (IP bytes, either direction):")
         for (raw, ver), b in top:

@@ -1047,10 +1047,8 @@ def test_eviction_when_the_table_is_full(tmp_path):
     pkts += [udp(5 + i, C, S, 7000 + i, 53, b"Q" * 2) for i in (3, 4)]  # the two survivors get more
     r = replay(tmp_path, pkts, capacity=2)
     got = [(int(x["orig_p"]), int(x["orig_pkts"]), reason(x)) for x in r.emitted]
-    assert got == [(7000, 1, "evicted"), (7001, 1, "evicted"), (7002, 1, "evicted"),
-                   (7003, 2, "end_of_input"), (7004, 2, "end_of_input")] or \
-        got == [(7000, 1, "evicted"), (7001, 1, "evicted"), (7002, 1, "evicted"),
-                (7004, 2, "end_of_input"), (7003, 2, "end_of_input")]
+    assert got[:3] == [(7000, 1, "evicted"), (7001, 1, "evicted"), (7002, 1, "evicted")]
+    assert sorted(got[3:]) == [(7003, 2, "end_of_input"), (7004, 2, "end_of_input")]  # flush order is free
     assert r.counters["evictions"] == 3 and r.counters["in_flow"] == 7
     assert r.counters["flow_table_full"] == 0
 
