@@ -202,7 +202,7 @@ def replay(args: argparse.Namespace) -> int:
             out.close()
     elapsed = time.perf_counter() - t0
     if table_mode:
-        sys.stdout.write(format_flow_table(stats.largest))
+        sys.stdout.write(format_flow_table(stats.largest, stats.flows))
     if not args.quiet:
         sys.stderr.write(format_summary(meter.counters, stats, elapsed, _ext.N_DISPOSITIONS,
                                         _ext.COUNTER_NAMES, meter.errors))

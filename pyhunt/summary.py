@@ -152,12 +152,14 @@ def format_summary(counters: dict[str, int], stats: Stats, elapsed: float, n_dis
     return "\n".join(lines) + "\n"
 
 
-def format_flow_table(recs: np.ndarray | None) -> str:
+def format_flow_table(recs: np.ndarray | None, total: int = 0) -> str:
     """A readable table of the largest flows (shown when stdout is a terminal)."""
     if recs is None or not len(recs):
         return "no flows\n"
+    title = (f"The {len(recs)} largest of {total:,} flows by IP bytes "
+             "(write every flow with -o FILE, or pipe stdout, as ECS NDJSON or --format zeek-json/zeek-tsv):")
     head = f"{'start (UTC)':<20} {'proto':<6} {'originator':<30} {'responder':<30} {'state':<7} {'history':<12} {'pkts':>8} {'bytes':>11}"
-    rows = [head, "-" * len(head)]
+    rows = [title, "", head, "-" * len(head)]
     for r in recs:
         t = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(r["ts_start"]) // 1_000_000_000))
         v = int(r["ip_version"])
@@ -173,8 +175,9 @@ def format_flow_table(recs: np.ndarray | None) -> str:
 class ProgressBar:
     """A one-line progress bar on a terminal (stderr), redrawn at most 10 times a second."""
 
-    def __init__(self, stream: TextIO = sys.stderr):
-        self.stream, self.last, self.drawn = stream, 0.0, False
+    def __init__(self, stream: TextIO = sys.stderr, delay: float = 0.5):
+        self.stream, self.drawn = stream, False
+        self.last = time.monotonic() + delay - 0.1  # nothing is drawn for inputs read within `delay`
 
     def __call__(self, p: Progress) -> None:
         now = time.monotonic()
