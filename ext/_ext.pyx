@@ -326,28 +326,29 @@ def format_records(cnp.ndarray recs not None, str fmt, observer=None, dataset=No
         ph_buf_free(&out)
 
 
-def tsv_header(str open_time):
+ctypedef int (*tsv_meta_fn)(ph_buf *out, const char *when)
+
+
+cdef bytes _tsv_meta(tsv_meta_fn fn, str when):
     cdef ph_buf out
     memset(&out, 0, sizeof(out))
-    t = open_time.encode()
+    t = when.encode()
     try:
-        if ph_format_tsv_header(&out, t) != 0:
-            raise MemoryError()
+        if fn(&out, t) != 0:
+            raise MemoryError("out of memory while writing a TSV header")
         return out.data[:out.len]
     finally:
         ph_buf_free(&out)
+
+
+def tsv_header(str open_time):
+    """Zeek's TSV header lines (#separator ... #types) with #open time open_time."""
+    return _tsv_meta(ph_format_tsv_header, open_time)
 
 
 def tsv_footer(str close_time):
-    cdef ph_buf out
-    memset(&out, 0, sizeof(out))
-    t = close_time.encode()
-    try:
-        if ph_format_tsv_footer(&out, t) != 0:
-            raise MemoryError()
-        return out.data[:out.len]
-    finally:
-        ph_buf_free(&out)
+    """Zeek's #close line."""
+    return _tsv_meta(ph_format_tsv_footer, close_time)
 
 
 def uid(uint64_t flow_id):

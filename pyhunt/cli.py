@@ -65,24 +65,22 @@ def _seconds(text: str) -> float:
     return v
 
 
-def _seed(text: str) -> int:
-    try:
-        v = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535")
-    return v
+def _int_in(lo: int, hi: int | None = None):
+    """An argparse type: an integer (any base prefix) between lo and hi."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}" if hi is not None
+                                             else f"must be at least {lo}")
+        return v
+    return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return v
+_seed = _int_in(0, 65535)
+_positive = _int_in(1)
 
 
 class _Parser(argparse.ArgumentParser):
