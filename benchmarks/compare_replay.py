@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Side-by-side timing of the whole `python -m pyhunt replay` command and the dpkt peer.
+"""Side-by-side timing of the whole `python -m pyhunt replay` command and the dpkt (and nfstream) peer.
 
 Both are timed as whole processes on the same (page-cached) capture in the same run, alternating,
 and the medians are compared: absolute times on a shared machine are noisy, ratios are what count.
 
-    python benchmarks/compare_replay.py /tmp/bench.pcap --rounds 3 [--format zeek-json]
+    python benchmarks/compare_replay.py /tmp/bench.pcap --rounds 3 [--format zeek-json] [--nfstream]
+
+The pytest-benchmark suite (benchmarks/test_replay.py, docs/performance.md) measures the same
+processes; this script is the quick way to compare them by hand.
 
 Make the default capture with: python3 ../shared/bench/gen_pcap.py --packets 2000000 --flows 100000 \\
     --seed 1 -o /tmp/bench.pcap
@@ -34,20 +37,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--format", default="zeek-json", choices=("ecs", "zeek-json", "zeek-tsv"))
     ap.add_argument("--min-ratio", type=float, default=None, help="exit 1 if pyhunt is not this many times faster")
+    ap.add_argument("--nfstream", action="store_true", help="also time benchmarks/nfstream_peer.py")
     a = ap.parse_args(argv)
     with open(a.capture, "rb") as f:  # warm the page cache
         while f.read(1 << 24):
             pass
     ours = [sys.executable, "-m", "pyhunt", "replay", "-q", "--format", a.format, "-o", os.devnull, a.capture]
     peer = [sys.executable, str(HERE / "dpkt_peer.py"), a.capture]
-    t_ours, t_peer = [], []
+    nfs = [sys.executable, str(HERE / "nfstream_peer.py"), a.capture]
+    t_ours, t_peer, t_nfs = [], [], []
     for i in range(a.rounds):
         t_ours.append(_time(ours))
         t_peer.append(_time(peer))
-        print(f"round {i + 1}: pyhunt {t_ours[-1]:.2f} s, dpkt {t_peer[-1]:.2f} s", file=sys.stderr)
+        line = f"round {i + 1}: pyhunt {t_ours[-1]:.2f} s, dpkt {t_peer[-1]:.2f} s"
+        if a.nfstream:
+            t_nfs.append(_time(nfs))
+            line += f", nfstream {t_nfs[-1]:.2f} s"
+        print(line, file=sys.stderr)
     mo, mp = statistics.median(t_ours), statistics.median(t_peer)
     print(f"pyhunt replay ({a.format}): median {mo:.3f} s | dpkt aggregation: median {mp:.3f} s | "
           f"ratio {mp / mo:.1f}x ({a.rounds} rounds, {os.path.getsize(a.capture) / 1e9:.2f} GB capture)")
+    if t_nfs:
+        mn = statistics.median(t_nfs)
+        print(f"nfstream (statistical_analysis): median {mn:.3f} s | ratio {mn / mo:.1f}x")
     if a.min_ratio is not None and mp / mo < a.min_ratio:
         return 1
     return 0

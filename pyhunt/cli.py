@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import time
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--observer", metavar="NAME", help="observer.hostname in ECS records (default: this host)")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary or progress on stderr")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from pyhunt.escli import add_es_arguments, add_es_command
+    add_es_arguments(r)
+    add_es_command(sub)
     return p
 
 
@@ -161,8 +165,9 @@ def replay(args: argparse.Namespace) -> int:
     for c in args.captures:
         if c != "-" and not os.path.exists(c):
             raise UsageError(f"no such capture file: {c}")
-    table_mode = args.output is None and sys.stdout.isatty()
-    out, close_out = (None, False) if table_mode else _open_output(args.output)
+    sink = _open_sink(args) if args.es else None
+    table_mode = args.output is None and sys.stdout.isatty() and sink is None
+    out, close_out = (None, False) if table_mode or (sink and args.output is None) else _open_output(args.output)
     meter = FlowMeter(ignore_checksums=args.ignore_checksums, cid_seed=args.cid_seed,
                       tcp_inactivity=args.tcp_inactivity, udp_inactivity=args.udp_inactivity,
                       icmp_inactivity=args.icmp_inactivity, other_inactivity=args.other_inactivity,
@@ -175,6 +180,7 @@ def replay(args: argparse.Namespace) -> int:
     first_ts = last_ts = None
     header_done = False
     t0 = time.perf_counter()
+    old_term = signal.signal(signal.SIGTERM, _sigterm) if sink is not None else None
     try:
         for batch in meter.read(*args.captures, progress=bar):
             recs = batch.to_numpy()
@@ -182,11 +188,16 @@ def replay(args: argparse.Namespace) -> int:
             if len(recs):
                 first_ts = int(recs["ts_start"][0]) if first_ts is None else first_ts
                 last_ts = max(last_ts or 0, int(recs["ts_end"].max()))
+            ecs = None
+            if sink is not None:
+                ecs = batch.to_ndjson("ecs", observer=observer)
+                sink.write(recs, ecs)
             if out is not None:
                 if args.format == "zeek-tsv" and first_ts is not None and not header_done:
                     out.write(_ext.tsv_header(_tsv_time(first_ts)))
                     header_done = True
-                out.write(batch.to_ndjson(args.format, observer=observer))
+                out.write(ecs if ecs is not None and args.format == "ecs"
+                          else batch.to_ndjson(args.format, observer=observer))
         if out is not None and args.format == "zeek-tsv":
             if not header_done:
                 out.write(_ext.tsv_header(_tsv_time(0)))
@@ -198,6 +209,9 @@ def replay(args: argparse.Namespace) -> int:
             bar.close()
         if close_out and out is not None:
             out.close()
+        if sink is not None:
+            sink_stats = sink.close()  # flush, also on SIGINT/SIGTERM
+            signal.signal(signal.SIGTERM, old_term)
     elapsed = time.perf_counter() - t0
     if table_mode:
         sys.stdout.write(format_flow_table(stats.largest, stats.flows))
@@ -206,7 +220,43 @@ def replay(args: argparse.Namespace) -> int:
                                         _ext.COUNTER_NAMES, meter.errors))
     for err in meter.errors:
         sys.stderr.write(f"pyhunt: error: {err}; flows read before it were written\n")
-    return EXIT_RUNTIME if meter.errors else EXIT_OK
+    sink_failed = False
+    if sink is not None:
+        from pyhunt.escli import format_sink_summary
+        if not args.quiet:
+            sys.stderr.write(format_sink_summary(sink_stats, sink.settings, sink.failure))
+        sink_failed = bool(sink_stats.dead_lettered or sink_stats.pending or sink_stats.dropped)
+        if sink.failure and sink_failed:
+            sys.stderr.write(f"pyhunt: error: {sink.failure}; {sink_stats.pending:,} flows wait in the spool "
+                             f"{sink.settings.spool}\n")
+        elif sink.failure:
+            sys.stderr.write(f"pyhunt: warning: {sink.failure}; every flow was sent after it\n")
+        if sink_stats.dead_lettered:
+            sys.stderr.write(f"pyhunt: error: Elasticsearch rejected {sink_stats.dead_lettered:,} flows; they "
+                             f"and the reasons are in {sink.settings.dead_letter}\n")
+    return EXIT_RUNTIME if meter.errors or sink_failed else EXIT_OK
+
+
+def _sigterm(signum, frame):  # flush the Elasticsearch writer as on Ctrl-C
+    raise KeyboardInterrupt
+
+
+def _open_sink(args: argparse.Namespace):
+    """The Elasticsearch bulk writer for --es, connected (or spooling if the cluster is not there)."""
+    try:
+        from pyhunt.sinks.elasticsearch import BulkWriter, ESConfigError
+        from pyhunt.escli import settings_from_args
+    except ImportError as exc:
+        raise UsageError(f"--es needs the Elasticsearch client ({exc.name} is missing): "
+                         "pip install 'pyhunt[es]'") from None
+    try:
+        settings = settings_from_args(args)
+    except ESConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return BulkWriter(settings).open()
+    except OSError as exc:
+        raise UsageError(f"cannot use the spool {settings.spool}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return replay(args)
+        if args.command == "es":
+            from pyhunt.escli import run_es
+            return run_es(args)
     except UsageError as exc:
         sys.stderr.write(f"pyhunt: error: {exc}\n")
         return EXIT_USAGE
