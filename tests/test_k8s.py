@@ -371,7 +371,7 @@ def test_prod_overlay_uses_external_elasticsearch_with_secrets():
     env = container_env(objects, pyhunt)
     assert env["PYHUNT_ES_URL"].startswith("https://")
     mounts = {m["mountPath"]: m for m in pyhunt["volumeMounts"]}
-    ca_dir = os.path.dirname(env["PYHUNT_ES_CA_FILE"])
+    ca_dir = os.path.dirname(env["PYHUNT_ES_CA_CERTS"])
     assert ca_dir in mounts
     volumes = {v["name"]: v for v in sensor(objects)["spec"]["template"]["spec"]["volumes"]}
     assert volumes[mounts[ca_dir]["name"]]["secret"]["secretName"] == "pyhunt-es-ca"
