@@ -2,7 +2,7 @@
 
 Run from the repository root (the extension built in place or installed):
 
-    python -m pytest benchmarks/ --benchmark-json=run.json        # full scale (~30-40 min)
+    python -m pytest benchmarks/ --benchmark-json=run.json        # full scale (~35 min)
     python -m pytest benchmarks/ --bench-scale=quick ...          # smaller captures
     python benchmarks/report.py run.json                           # the table of stages and ratios
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 import captures  # noqa: E402
 
-ROUNDS = {"full": 7, "quick": 5, "ci": 5}          # pyhunt and the C stages (plus one warm-up round)
+ROUNDS = {"full": 7, "quick": 5, "ci": 11}         # pyhunt and the C stages (plus one warm-up round)
 PEER_ROUNDS = {"full": 3, "quick": 2, "ci": 3}     # dpkt, nfstream (whole files, no warm-up)
 SCAPY_LIMIT = {"full": 20_000, "quick": 5_000, "ci": 2_000}
 ALL_PEERS = ("dpkt", "scapy", "nfstream", "c")

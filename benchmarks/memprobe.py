@@ -4,8 +4,10 @@
 Runs pyhunt's engine over the capture (as FlowMeter does: the file memory-mapped, records taken in
 batches), samples ``Engine.active_flows()`` and ``Engine.table_memory()`` every 65,536 packets,
 and prints one JSON object: the peak number of flows in the table, the table's bytes at that
-moment and per flow, the process's peak RSS (VmHWM) and its anonymous / file-backed RSS at the
-peak (the file-backed part is the mapped capture's pages, which the kernel can drop).
+moment and per flow, the process's peak RSS (VmHWM), the largest anonymous RSS seen (the engine,
+its export queue and Python; sampled with the table, after the end of input and after the records
+are taken) and the largest file-backed RSS (the mapped capture's pages, which the kernel can
+drop; they count in RSS all the same).
 
     python benchmarks/memprobe.py CAPTURE
 """
@@ -42,14 +44,23 @@ def measure(path: str, step: int = 1 << 16) -> dict:
     eng.begin_capture()
     eng.feed(view, True)
     peak = {"active": 0, "table_memory": eng.table_memory(), "status": _status()}
+    top = {"RssAnon": 0, "RssFile": 0}
+
+    def sample() -> dict[str, int]:
+        st = _status()
+        for k in top:
+            top[k] = max(top[k], st.get(k, 0))
+        return st
+
     exported = 0
     while True:
         rc = eng.run(65536, step)
         if eng.queued() >= 65536:
             exported += len(eng.take())
+        st = sample()
         active = eng.active_flows()
         if active > peak["active"]:
-            peak = {"active": active, "table_memory": eng.table_memory(), "status": _status()}
+            peak = {"active": active, "table_memory": eng.table_memory(), "status": st}
         if rc not in (_ext.RUN_BATCH, _ext.RUN_YIELD):
             break
     if rc not in (_ext.RUN_EOF,):
@@ -57,8 +68,12 @@ def measure(path: str, step: int = 1 << 16) -> dict:
     eng.begin_capture()
     view.release()
     eng.finish(0)
-    while eng.queued():
-        exported += len(eng.take())
+    sample()
+    while eng.queued():  # as FlowMeter.read does: the whole queue in one array
+        batch = eng.take()
+        sample()
+        exported += len(batch)
+        del batch
     seconds = time.perf_counter() - t0
     end = _status()
     mm.close()
@@ -72,6 +87,8 @@ def measure(path: str, step: int = 1 << 16) -> dict:
         "peak_rss": end["VmHWM"],
         "rss_anon_at_peak": st.get("RssAnon"),
         "rss_file_at_peak": st.get("RssFile"),
+        "peak_rss_anon": top["RssAnon"],
+        "peak_rss_file": top["RssFile"],
         "rss_before": base["VmRSS"],
         "capture_bytes": os.path.getsize(path),
         "seconds": round(seconds, 3),

@@ -22,7 +22,6 @@ import dpkt
 from dpkt.ethernet import Ethernet
 from dpkt.ip import IP
 from dpkt.ip6 import IP6
-from dpkt.tcp import TCP
 from dpkt.udp import UDP
 
 import dpkt_peer  # benchmarks/ is on sys.path (pytest's rootdir-less test directory, or the script's)

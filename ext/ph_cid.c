@@ -16,8 +16,20 @@
  * destination "port", so a request and its reply share one ID; every other
  * type is one-way: the code is the destination "port" and the endpoints keep
  * their order (no flip).
+ *
+ * SHA-1 has two block functions with identical results: portable C, and the
+ * x86 SHA extensions (SHA-NI: sha1rnds4/sha1nexte/sha1msg1/sha1msg2), chosen
+ * at run time from CPUID, so the default build runs on any x86-64 (no
+ * -march needed) and uses the instructions where the CPU has them. A
+ * Community ID tuple is at most 40 bytes, so its digest is one block.
  */
 #include "ph_cid.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define PH_SHA_NI 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 /* ------------------------------------------------------------------ */
 /* SHA-1                                                               */
@@ -25,7 +37,7 @@
 
 static inline uint32_t rol32(uint32_t x, unsigned n) { return (x << n) | (x >> (32u - n)); }
 
-static void sha1_block(uint32_t h[5], const uint8_t *p)
+static void sha1_block_c(uint32_t h[5], const uint8_t *p)
 {
     uint32_t w[80];
     for (int t = 0; t < 16; t++)
@@ -61,6 +73,108 @@ static void sha1_block(uint32_t h[5], const uint8_t *p)
     h[2] += c;
     h[3] += d;
     h[4] += e;
+}
+
+#ifdef PH_SHA_NI
+/* One group of four rounds (g = 0..19) of the SHA-NI schedule: the message
+ * words M0..M3 rotate, E0/E1 alternate; msg1/xor/msg2 run only in the groups
+ * where the next words still need them (Intel's reference sequence). */
+#define SHA1_G(g, Ex, Ey, Mc, Mn, Mn2, Mp, f)                                    \
+    do {                                                                         \
+        Ex = _mm_sha1nexte_epu32(Ex, Mc);                                        \
+        Ey = abcd;                                                               \
+        if ((g) >= 3 && (g) <= 18)                                               \
+            Mn = _mm_sha1msg2_epu32(Mn, Mc);                                     \
+        abcd = _mm_sha1rnds4_epu32(abcd, Ex, f);                                 \
+        if ((g) <= 16)                                                           \
+            Mp = _mm_sha1msg1_epu32(Mp, Mc);                                     \
+        if ((g) >= 2 && (g) <= 17)                                               \
+            Mn2 = _mm_xor_si128(Mn2, Mc);                                        \
+    } while (0)
+
+__attribute__((target("sha,sse4.1,ssse3")))
+static void sha1_block_ni(uint32_t h[5], const uint8_t *p)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(const void *)h), 0x1b);
+    __m128i e0 = _mm_set_epi32((int)h[4], 0, 0, 0), e1;
+    const __m128i abcd_save = abcd, e0_save = e0;
+    __m128i m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), bswap);
+    __m128i m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16)), bswap);
+    __m128i m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 32)), bswap);
+    __m128i m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 48)), bswap);
+
+    /* group 0: E is added, not "next-e"d */
+    e0 = _mm_add_epi32(e0, m0);
+    e1 = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+    /*      g  Ex  Ey  cur next n+2 prev f */
+    SHA1_G(1,  e1, e0, m1, m2, m3, m0, 0);
+    SHA1_G(2,  e0, e1, m2, m3, m0, m1, 0);
+    SHA1_G(3,  e1, e0, m3, m0, m1, m2, 0);
+    SHA1_G(4,  e0, e1, m0, m1, m2, m3, 0);
+    SHA1_G(5,  e1, e0, m1, m2, m3, m0, 1);
+    SHA1_G(6,  e0, e1, m2, m3, m0, m1, 1);
+    SHA1_G(7,  e1, e0, m3, m0, m1, m2, 1);
+    SHA1_G(8,  e0, e1, m0, m1, m2, m3, 1);
+    SHA1_G(9,  e1, e0, m1, m2, m3, m0, 1);
+    SHA1_G(10, e0, e1, m2, m3, m0, m1, 2);
+    SHA1_G(11, e1, e0, m3, m0, m1, m2, 2);
+    SHA1_G(12, e0, e1, m0, m1, m2, m3, 2);
+    SHA1_G(13, e1, e0, m1, m2, m3, m0, 2);
+    SHA1_G(14, e0, e1, m2, m3, m0, m1, 2);
+    SHA1_G(15, e1, e0, m3, m0, m1, m2, 3);
+    SHA1_G(16, e0, e1, m0, m1, m2, m3, 3);
+    SHA1_G(17, e1, e0, m1, m2, m3, m0, 3);
+    SHA1_G(18, e0, e1, m2, m3, m0, m1, 3);
+    SHA1_G(19, e1, e0, m3, m0, m1, m2, 3);
+
+    e0 = _mm_sha1nexte_epu32(e0, e0_save);
+    abcd = _mm_add_epi32(abcd, abcd_save);
+    _mm_storeu_si128((__m128i *)(void *)h, _mm_shuffle_epi32(abcd, 0x1b));
+    h[4] = (uint32_t)_mm_extract_epi32(e0, 3);
+}
+#undef SHA1_G
+
+/* CPUID: SHA (leaf 7 EBX bit 29), SSE4.1 (leaf 1 ECX bit 19), SSSE3 (ECX bit 9). */
+static int cpu_has_sha_ni(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9)))
+        return 0;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 29) & 1;
+}
+#endif
+
+/* 0 = not probed yet, 1 = portable C, 2 = SHA-NI (a benign, idempotent race) */
+static int sha1_impl;
+
+static int sha1_impl_get(void)
+{
+    int v = __atomic_load_n(&sha1_impl, __ATOMIC_RELAXED);
+    if (!v) {
+#ifdef PH_SHA_NI
+        v = cpu_has_sha_ni() ? 2 : 1;
+#else
+        v = 1;
+#endif
+        __atomic_store_n(&sha1_impl, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static inline void sha1_block(uint32_t h[5], const uint8_t *p)
+{
+#ifdef PH_SHA_NI
+    if (sha1_impl_get() == 2) {
+        sha1_block_ni(h, p);
+        return;
+    }
+#endif
+    sha1_block_c(h, p);
 }
 
 void ph_sha1_init(ph_sha1 *s)
@@ -198,7 +312,8 @@ void ph_cid_digest(uint16_t seed, uint8_t ipver, uint8_t proto,
         }
     }
 
-    uint8_t buf[2 + 16 + 16 + 2 + 4];
+    /* the tuple is at most 40 bytes: one padded SHA-1 block */
+    uint8_t buf[64] = {0};
     size_t n = 0;
     buf[n++] = (uint8_t)(seed >> 8);
     buf[n++] = (uint8_t)seed;
@@ -214,11 +329,18 @@ void ph_cid_digest(uint16_t seed, uint8_t ipver, uint8_t proto,
         buf[n++] = (uint8_t)(pb >> 8);
         buf[n++] = (uint8_t)pb;
     }
+    buf[n] = 0x80;
+    buf[62] = (uint8_t)(n * 8 >> 8);
+    buf[63] = (uint8_t)(n * 8);
 
-    ph_sha1 s;
-    ph_sha1_init(&s);
-    ph_sha1_update(&s, buf, n);
-    ph_sha1_final(&s, digest);
+    uint32_t h[5] = { 0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u, 0xc3d2e1f0u };
+    sha1_block(h, buf);
+    for (int i = 0; i < 5; i++) {
+        digest[4 * i + 0] = (uint8_t)(h[i] >> 24);
+        digest[4 * i + 1] = (uint8_t)(h[i] >> 16);
+        digest[4 * i + 2] = (uint8_t)(h[i] >> 8);
+        digest[4 * i + 3] = (uint8_t)(h[i]);
+    }
 }
 
 void ph_cid_b64(const uint8_t digest[20], char out[32])

@@ -2,6 +2,12 @@
  * ph_engine.h -- the packet loop: capture reader -> decoder -> flow table ->
  * export queue. Everything per packet happens here, in C, without the GIL;
  * Python sees flow records in batches (ph_engine_queue / ph_engine_clear).
+ *
+ * On a machine with two or more CPUs and a large buffered input (an mmap'd
+ * file), ph_engine_run reads and decodes in a helper thread that lives only
+ * inside the call, while the calling thread updates the flow table (see
+ * ph_engine.c). Either way the flow table sees exactly the same packets in
+ * the same order: the output is the same.
  */
 #ifndef PH_ENGINE_H
 #define PH_ENGINE_H
@@ -18,6 +24,13 @@
 #define PH_RUN_ERROR    (-2) /* corrupt capture: ph_engine_error() */
 #define PH_RUN_NOMEM    (-3) /* out of memory growing the export queue */
 
+/* Pipeline switch (ph_engine.pipeline; set it between calls). */
+#define PH_PIPE_OFF  0       /* one thread */
+#define PH_PIPE_AUTO 1       /* helper thread with >= 2 CPUs and >= 4 MiB buffered (default) */
+#define PH_PIPE_ON   2       /* helper thread with >= 2 CPUs, any input (tests) */
+
+typedef struct ph_eslot ph_eslot;
+
 typedef struct ph_engine {
     uint64_t counters[PH_C__COUNT];
     ph_reader reader;
@@ -26,9 +39,16 @@ typedef struct ph_engine {
     ph_flow_rec *queue;      /* exported records waiting for Python */
     size_t qlen, qcap;
     int nomem;
+    int pipeline;            /* PH_PIPE_* (default PH_PIPE_AUTO) */
+    int ncpu;                /* CPUs this process may run on */
+    unsigned pipe_skip;      /* calls left to run in one thread (the sides did not overlap) */
     int64_t last_ts;         /* newest packet time seen */
     int64_t next_frag_expire;
     ph_error err;
+    /* the reading side's counters (reader, decoder): added into counters[]
+     * whenever a call returns, so each side writes only its own array */
+    uint64_t dctr[PH_C__COUNT];
+    ph_eslot *ring;          /* decoded packets waiting for the flow table (pipelined) */
 } ph_engine;
 
 extern const char *const ph_counter_names[PH_C__COUNT];
@@ -44,7 +64,10 @@ size_t ph_engine_consumed(const ph_engine *e);
 uint64_t ph_engine_offset(const ph_engine *e);
 
 /* Process packets until the export queue holds >= batch records, max_packets
- * were processed, or the input stops; returns PH_RUN_*. */
+ * were read, or the input stops; returns PH_RUN_*. Pipelined, the packets
+ * already decoded when the batch size is reached are processed too (at most
+ * 1024), so the queue may hold a few more records than batch; no packet is
+ * left half-processed between calls. */
 int ph_engine_run(ph_engine *e, size_t batch, uint64_t max_packets);
 /* Process one packet (live capture). Returns 0, or PH_RUN_NOMEM. */
 int ph_engine_packet(ph_engine *e, const ph_pkt *pkt);

@@ -314,6 +314,9 @@ static int alloc_index(ph_flowtab *t, uint32_t *idx)
 
 static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
 {
+    ph_flow_gen_removed(t, f);
+    if (f->kind == PH_K_TCP)
+        ph_tcp_release(t, f);
     slot_delete(t, ph_key_hash(&f->k), idx);
     ph_wheel_unlink(t, f);
     if (f->heap)
@@ -384,14 +387,20 @@ void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo)
     }
 }
 
+/* first_iat gaps in 32 bits: exact nanoseconds below 2^31 ns (2.1 s), then
+ * microseconds (to 2^30 us, 17.9 min), milliseconds (to 2^29 ms, 6.2 days)
+ * and seconds (to 2^29 s, 17 years: past any timeout); the prefix says which
+ * (decoded in ph_flow_export.c). */
 static inline uint32_t encode_gap(uint64_t x)
 {
     if (x < (1ull << 31))
         return (uint32_t)x;
-    uint64_t us = x / 1000u;
-    if (us >= (1ull << 31))
-        us = (1ull << 31) - 1;
-    return (uint32_t)(0x80000000u | us);
+    if (x / 1000u < (1ull << 30))
+        return (uint32_t)(0x80000000u | x / 1000u);
+    if (x / 1000000u < (1ull << 29))
+        return (uint32_t)(0xc0000000u | x / 1000000u);
+    uint64_t s = x / 1000000000u;
+    return (uint32_t)(0xe0000000u | (s < (1ull << 29) ? s : (1ull << 29) - 1));
 }
 
 /* ConnSize: count one packet in direction d, and its features. */
@@ -473,6 +482,7 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
     f->kind = (uint8_t)kind;
     f->wslot = PH_WHEEL_NONE;
     f->ts_start = f->last_time = p->ts_ns;
+    f->gen = ph_flow_gen_new(t, ph_key_hash(k), p->ts_ns);
     f->last_pkt[0] = f->last_pkt[1] = INT64_MIN;
     for (int i = 0; i < PH_TM_N; i++)
         f->tm[i] = PH_NO_TIME;
@@ -667,6 +677,8 @@ void ph_flowtab_free(ph_flowtab *t)
     free(t->heap);
     free(t->wheel);
     free(t->wbits);
+    for (uint32_t c = 0; c < t->xnchunks; c++)
+        free(t->xchunks[c]);
     free(t);
 }
 
@@ -728,5 +740,6 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
            (size_t)t->nchunks * PH_CHUNK * sizeof(ph_flow) +
            ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
            (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * sizeof *t->wheel +
-           PH_WHEEL_SIZE / 64 * sizeof *t->wbits;
+           PH_WHEEL_SIZE / 64 * sizeof *t->wbits +
+           (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk);
 }

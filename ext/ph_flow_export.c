@@ -3,18 +3,35 @@
  *
  * conn_state is computed here, once per record, from the final endpoint
  * states (conn/main.zeek `conn_state`). The Community ID is computed here too
- * (never per packet), and the flow id is derived from it, the start time and
- * the VLAN ids:
+ * (never per packet), and the flow id is derived from it, the start time,
+ * the VLAN ids and the flow's generation g:
  *
  *   d0, d1 = digest[0..8), digest[8..16) as little-endian 64-bit words
  *   d2     = digest[16..20) as a little-endian 32-bit word
  *   v      = vlan | inner_vlan << 16
  *   h      = mum(d0 ^ K0, d1 ^ K1) ^ mum(d2 ^ K2, ts_start ^ K3) ^ mum(v ^ K4, K5)
+ *   h     ^= mum(g ^ K6, K7)          only when g != 0
  *   flow_id = fmix64(h)      (mum(a, b) = low ^ high half of the 128-bit a*b;
- *                             K0..K5 and fmix64 as in the code below)
+ *                             K0..K7 and fmix64 as in the code below)
  *
  * which is deterministic across runs and machines and stays the same for the
  * interim updates and the final record of one flow.
+ *
+ * The generation separates connections on one key (tuple and VLANs) that
+ * start at the same packet time: TCP reuse by a SYN with the same timestamp,
+ * or a flow evicted or timed out and re-created by a packet of the same
+ * tick. It is 0 for the first flow of a key at a start time -- so ids do not
+ * depend on other traffic in the normal case -- and one more than the last
+ * flow of that key and start time otherwise. The table remembers the removed
+ * flows that had started in the current tick (packet time t->now) in a small
+ * open-addressed set (PH_GEN_SLOTS entries, keyed by key hash and start time,
+ * reset lazily when the clock moves). Flows of different keys that share a
+ * 32-bit hash just share the counter (still distinct ids). If one tick fills
+ * the set (hundreds of same-tick re-creations), every further flow created in
+ * that tick gets generation 2^31 + its creation number within the tick, which
+ * no other flow of the tick can have. Bounded memory, exact for captures in
+ * time order; a flow created by an out-of-order packet (time < t->now) keeps
+ * generation 0.
  */
 #include "ph_flow_int.h"
 #include "ph_cid.h"
@@ -49,7 +66,65 @@ void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint
     uint64_t h = mum64(d0 ^ 0xa0761d6478bd642full, d1 ^ 0xe7037ed1a0b428dbull) ^
                  mum64(d2 ^ 0x8ebc6af09c88c6e3ull, (uint64_t)f->ts_start ^ 0x589965cc75374cc3ull) ^
                  mum64(v ^ 0x1d8e4e27c47d124full, 0x9e3779b97f4a7c15ull);
+    if (f->gen)
+        h ^= mum64(f->gen ^ 0xd6e8feb86659fd93ull, 0xc2b2ae3d27d4eb4full);
     *flow_id = fmix64(h);
+}
+
+/* Same-tick generation set (see the top of this file). */
+static void gen_tick(ph_flowtab *t)
+{
+    if (!t->gen_epoch || t->gen_now != t->now) {
+        t->gen_epoch++;        /* entries of older ticks no longer match */
+        t->gen_now = t->now;
+        t->gen_used = 0;
+        t->gen_sat = 0;
+    }
+}
+
+/* Record a flow being removed; only flows that started in this tick matter. */
+void ph_flow_gen_removed(ph_flowtab *t, const ph_flow *f)
+{
+    if (f->ts_start != t->now)
+        return;
+    gen_tick(t);
+    if (t->gen_sat)
+        return;   /* every flow created in this tick gets a fresh number anyway */
+    uint32_t h = ph_key_hash(&f->k), i = h & (PH_GEN_SLOTS - 1);
+    for (;;) {   /* ends: at most 3/4 of the slots are used */
+        if (t->gen_tab[i].epoch != t->gen_epoch) {
+            if (t->gen_used + 1 >= PH_GEN_SLOTS * 3 / 4) {
+                t->gen_sat = 1;
+                return;
+            }
+            t->gen_tab[i].epoch = t->gen_epoch;
+            t->gen_tab[i].hash = h;
+            t->gen_tab[i].next = f->gen + 1;
+            t->gen_used++;
+            return;
+        }
+        if (t->gen_tab[i].hash == h) {
+            if (f->gen + 1 > t->gen_tab[i].next)
+                t->gen_tab[i].next = f->gen + 1;
+            return;
+        }
+        i = (i + 1) & (PH_GEN_SLOTS - 1);
+    }
+}
+
+/* The generation of a flow being created at ts_start. */
+uint32_t ph_flow_gen_new(ph_flowtab *t, uint32_t hash, int64_t ts_start)
+{
+    if (ts_start != t->now || !t->gen_epoch || t->gen_now != t->now)
+        return 0;
+    if (t->gen_sat)
+        return 0x80000000u | t->gen_sat++;
+    for (uint32_t i = hash & (PH_GEN_SLOTS - 1);; i = (i + 1) & (PH_GEN_SLOTS - 1)) {
+        if (t->gen_tab[i].epoch != t->gen_epoch)
+            return 0;
+        if (t->gen_tab[i].hash == hash)
+            return t->gen_tab[i].next;
+    }
 }
 
 /* history matches ^?S[^HAFGIQ]*R.* (whole string), as conn/main.zeek */
@@ -129,11 +204,17 @@ static int in_local_nets(const ph_flow_cfg *cfg, const uint8_t *addr, uint8_t ip
 
 static inline double ns_to_s(uint64_t ns) { return (double)ns / 1e9; }
 
+/* first_iat gaps (ph_flow.c encode_gap): 0 + 31 bits of ns, 10 + 30 bits of
+ * microseconds, 110 + 29 bits of milliseconds, 111 + 29 bits of seconds */
 static double decode_gap(uint32_t v)
 {
-    if (v & 0x80000000u)
-        return (double)(v & 0x7fffffffu) * 1e-6;
-    return (double)v / 1e9;
+    if (!(v & 0x80000000u))
+        return (double)v / 1e9;
+    if (!(v & 0x40000000u))
+        return (double)(v & 0x3fffffffu) * 1e-6;
+    if (!(v & 0x20000000u))
+        return (double)(v & 0x1fffffffu) * 1e-3;
+    return (double)(v & 0x1fffffffu);
 }
 
 /* Fill the per-direction and both-direction features. */
@@ -141,9 +222,9 @@ static void export_features(const ph_flow *f, ph_flow_rec *r)
 {
     const ph_dstat *o = &f->fd[0], *s = &f->fd[1];
     uint64_t no = f->pkts[0], nr = f->pkts[1], nb = no + nr;
-    ph_moments(no, o->sz_sum, o->sz_sq, &r->orig_size_mean, &r->orig_size_std);
-    ph_moments(nr, s->sz_sum, s->sz_sq, &r->resp_size_mean, &r->resp_size_std);
-    ph_moments(nb, o->sz_sum + s->sz_sum, (ph_u128)o->sz_sq + s->sz_sq, &r->both_size_mean, &r->both_size_std);
+    ph_moments(no, f->ipb[0], o->sz_sq, &r->orig_size_mean, &r->orig_size_std);
+    ph_moments(nr, f->ipb[1], s->sz_sq, &r->resp_size_mean, &r->resp_size_std);
+    ph_moments(nb, f->ipb[0] + f->ipb[1], (ph_u128)o->sz_sq + s->sz_sq, &r->both_size_mean, &r->both_size_std);
     r->orig_size_min = no ? o->sz_min : 0;
     r->orig_size_max = o->sz_max;
     r->resp_size_min = nr ? s->sz_min : 0;
@@ -152,21 +233,21 @@ static void export_features(const ph_flow *f, ph_flow_rec *r)
     r->both_size_max = o->sz_max > s->sz_max ? o->sz_max : s->sz_max;
 
     if (no > 1) {
-        ph_moments(no - 1, o->iat_sum, o->iat_sq, &r->orig_iat_mean, &r->orig_iat_std);
+        ph_moments(no - 1, o->iat_sum, ph_u128x_get(o->iat_sq), &r->orig_iat_mean, &r->orig_iat_std);
         r->orig_iat_mean /= 1e9;
         r->orig_iat_std /= 1e9;
         r->orig_iat_min = ns_to_s(o->iat_min);
         r->orig_iat_max = ns_to_s(o->iat_max);
     }
     if (nr > 1) {
-        ph_moments(nr - 1, s->iat_sum, s->iat_sq, &r->resp_iat_mean, &r->resp_iat_std);
+        ph_moments(nr - 1, s->iat_sum, ph_u128x_get(s->iat_sq), &r->resp_iat_mean, &r->resp_iat_std);
         r->resp_iat_mean /= 1e9;
         r->resp_iat_std /= 1e9;
         r->resp_iat_min = ns_to_s(s->iat_min);
         r->resp_iat_max = ns_to_s(s->iat_max);
     }
     if (nb > 1) {
-        ph_moments(nb - 1, f->fb.sum, f->fb.sq, &r->both_iat_mean, &r->both_iat_std);
+        ph_moments(nb - 1, f->fb.sum, ph_u128x_get(f->fb.sq), &r->both_iat_mean, &r->both_iat_std);
         r->both_iat_mean /= 1e9;
         r->both_iat_std /= 1e9;
         r->both_iat_min = ns_to_s(f->fb.min);

@@ -22,7 +22,15 @@
 /* ------------------------------------------------------------------ */
 #define PH_NO_TIME INT64_MAX          /* unset timer */
 #define PH_HIST_MAX 39                /* history letters kept (ph_flow_rec.history is 40 incl. NUL) */
-#define PH_OOO_MAX 3                  /* out-of-order ranges kept per TCP direction */
+#define PH_OOO_MAX 3                  /* out-of-order ranges kept in the flow per TCP direction */
+#define PH_OOO_BIG 16                 /* ranges of an extension block (more holes open at once) */
+#ifndef PH_OOO_POOL_MAX
+#define PH_OOO_POOL_MAX 65535u        /* extension blocks per table: at most 8 MiB */
+#endif
+#define PH_OOO_POOL_CHUNK 256u        /* extension blocks are allocated 256 at a time */
+#ifndef PH_GEN_SLOTS
+#define PH_GEN_SLOTS 1024u            /* same-tick removals remembered for flow ids (ph_flow_export.c) */
+#endif
 #define PH_CHUNK_SHIFT 10             /* flows are allocated in chunks of 1024 */
 #define PH_CHUNK (1u << PH_CHUNK_SHIFT)
 #define PH_SLOTS_INITIAL 4096         /* the slot array grows from here */
@@ -103,21 +111,26 @@ static inline uint32_t ph_key_hash(const ph_fkey *k) { return (uint32_t)(k->w[5]
 typedef struct ph_tcp_ep {
     uint32_t start;          /* start_seq (int64 in Zeek, but always a 32-bit value) */
     uint32_t last_seq, ack_seq;
-    uint32_t seq_wraps, ack_wraps;
+    uint16_t seq_wraps, ack_wraps;  /* 2^48 bytes per direction before these wrap */
     uint32_t hist_last[3];   /* low 32 bits of the relative seq of the last SYN, FIN, RST */
     uint32_t shc[4];         /* scaled history counters C G T W */
     uint16_t shx;            /* their thresholds: 4-bit powers of ten */
+    uint16_t xooo;           /* extension block of out-of-order ranges (index + 1, 0 = ooo[] below) */
     uint8_t state, prev_state;
     uint8_t epf;             /* PH_EP_* */
     uint8_t wscale;
     uint8_t n_ooo;
-    uint8_t pad_;
     uint64_t fin_seq;        /* relative seq just past the FIN (FIN_seq) */
     uint64_t r_last;         /* last_reassem_seq: delivered (contiguous) up to */
     uint64_t r_trim;         /* trim_seq: acked/trimmed up to */
     uint64_t r_top;          /* highest block end inserted since the last clear */
     uint32_t ooo[PH_OOO_MAX][2];  /* received ranges above r_last, as offsets from r_last */
 } ph_tcp_ep;
+
+/* Out-of-order ranges of an endpoint with more than PH_OOO_MAX holes open. */
+typedef struct ph_ooo_blk {
+    uint32_t r[PH_OOO_BIG][2];
+} ph_ooo_blk;
 
 typedef struct ph_flow {
     /* --- lookup and timers (first cache line) --- */
@@ -133,6 +146,7 @@ typedef struct ph_flow {
     uint8_t hlen;
     uint16_t cf;             /* PH_CF_* */
     uint32_t hist_seen;
+    uint32_t gen;            /* earlier flows on this key with this ts_start (flow id; 0 almost always) */
     int64_t ts_start;
     int64_t last_time;       /* Zeek's last_time (duration end) */
     int64_t last_pkt[2];     /* last counted packet per direction (INT64_MIN = none) */
@@ -193,6 +207,15 @@ struct ph_flowtab {
     int64_t prev_now;        /* the packet time before now */
     int64_t tmo_ns[PH_TMO_N];
     int64_t next_due;        /* lower bound of the earliest heap timer */
+    /* extension blocks of out-of-order ranges (ph_flow_tcp.c) */
+    ph_ooo_blk *xchunks[(PH_OOO_POOL_MAX + PH_OOO_POOL_CHUNK) / PH_OOO_POOL_CHUNK];
+    uint32_t xnchunks, xn_used, xfree;   /* xfree: free list (index + 1), linked through r[0][0] */
+    /* flows removed in the current tick that started in it (flow ids, ph_flow_export.c) */
+    struct { uint64_t epoch; uint32_t hash, next; } gen_tab[PH_GEN_SLOTS];
+    uint64_t gen_epoch;      /* entries of other epochs are free; 0 = never used */
+    int64_t gen_now;         /* the tick of gen_epoch */
+    uint32_t gen_used;       /* its entries */
+    uint32_t gen_sat;        /* 0, or 1 + flows created since the tick filled gen_tab */
     ph_flow_rec rec;         /* scratch export record */
     ph_flow_cfg cfg;
 };
@@ -266,6 +289,7 @@ static inline void ph_flow_touch(ph_flow *f, int64_t ts) { f->last_time = ts; }
 
 /* ph_flow_tcp.c */
 void ph_tcp_init(ph_flowtab *t, ph_flow *f);
+void ph_tcp_release(ph_flowtab *t, ph_flow *f);   /* give back extension blocks */
 void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f);
 int ph_tcp_is_reuse(const ph_flow *f, const ph_parsed *p);
 int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig);
@@ -279,5 +303,7 @@ void ph_flow_export(ph_flowtab *t, ph_flow *f, int reason, int update);
 /* the same with the IDs already computed (flush) */
 void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const uint8_t digest[20], uint64_t flow_id);
 void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint64_t *flow_id);
+uint32_t ph_flow_gen_new(ph_flowtab *t, uint32_t hash, int64_t ts_start);
+void ph_flow_gen_removed(ph_flowtab *t, const ph_flow *f);
 
 #endif /* PH_FLOW_INT_H */

@@ -11,12 +11,16 @@
  *
  * The reassembler keeps no payload: per direction, the contiguously
  * delivered point (r_last), the trim point (r_trim), the highest block end
- * (r_top, so "has blocks" is r_top > r_trim) and up to PH_OOO_MAX ranges
- * received above a hole. If more holes are open at once, the two ranges
- * with the smallest hole between them are merged (that hole then counts as
- * received).
+ * (r_top, so "has blocks" is r_top > r_trim) and the ranges received above
+ * a hole: up to PH_OOO_MAX in the endpoint, up to PH_OOO_BIG in an extension
+ * block from the table's pool (PH_OOO_POOL_MAX blocks, allocated on demand,
+ * returned when the holes close or the flow ends). Only beyond that (or with
+ * the pool used up) are the two ranges with the smallest hole between them
+ * merged, that hole then counting as received.
  */
 #include "ph_flow_int.h"
+
+#include <stdlib.h>
 
 typedef struct tcp_pkt {
     ph_flowtab *t;
@@ -374,40 +378,95 @@ static void update_state_machine(tcp_pkt *c, uint32_t base_seq, int *do_close, i
 /* ------------------------------------------------------------------ */
 static inline int has_blocks(const ph_tcp_ep *x) { return x->r_top > x->r_trim; }
 
-static inline void clear_blocks(ph_tcp_ep *x)
+/* Out-of-order ranges live in the endpoint (up to PH_OOO_MAX) or, while more
+ * holes are open, in an extension block of PH_OOO_BIG ranges from the
+ * table's bounded pool. */
+static inline ph_ooo_blk *xblk(const ph_flowtab *t, uint32_t i)
+{
+    return &t->xchunks[i / PH_OOO_POOL_CHUNK][i % PH_OOO_POOL_CHUNK];
+}
+
+static inline uint32_t (*ranges(const ph_flowtab *t, ph_tcp_ep *x))[2]
+{
+    return x->xooo ? xblk(t, x->xooo - 1u)->r : x->ooo;
+}
+
+static int xblk_alloc(ph_flowtab *t, uint32_t *i)
+{
+    if (t->xfree) {
+        *i = t->xfree - 1;
+        t->xfree = xblk(t, *i)->r[0][0];
+        return 0;
+    }
+    if (t->xn_used >= PH_OOO_POOL_MAX)
+        return -1;
+    uint32_t c = t->xn_used / PH_OOO_POOL_CHUNK;
+    if (!t->xchunks[c]) {
+        t->xchunks[c] = malloc(PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk));
+        if (!t->xchunks[c])
+            return -1;
+        t->xnchunks = c + 1;
+    }
+    *i = t->xn_used++;
+    return 0;
+}
+
+/* Give the endpoint's block back, keeping its first n ranges in the endpoint. */
+static void xblk_release(ph_flowtab *t, ph_tcp_ep *x, int n)
+{
+    if (!x->xooo)
+        return;
+    ph_ooo_blk *b = xblk(t, x->xooo - 1u);
+    memcpy(x->ooo, b->r, (size_t)n * sizeof x->ooo[0]);
+    b->r[0][0] = t->xfree;
+    t->xfree = x->xooo;
+    x->xooo = 0;
+}
+
+void ph_tcp_release(ph_flowtab *t, ph_flow *f)
+{
+    xblk_release(t, &f->p.ep[0], 0);
+    xblk_release(t, &f->p.ep[1], 0);
+}
+
+static inline void clear_blocks(ph_flowtab *t, ph_tcp_ep *x)
 {
     x->r_top = 0;
     x->n_ooo = 0;
+    xblk_release(t, x, 0);
 }
 
 /* Move the delivered point to v (>= r_last), re-basing the ranges above. */
-static void set_r_last(ph_tcp_ep *x, uint64_t v)
+static void set_r_last(ph_flowtab *t, ph_tcp_ep *x, uint64_t v)
 {
     uint64_t delta = v - x->r_last;
+    uint32_t (*r)[2] = ranges(t, x);
     int n = 0;
     for (int i = 0; i < x->n_ooo; i++) {
-        if (x->ooo[i][1] <= delta)
+        if (r[i][1] <= delta)
             continue;   /* entirely below the new point */
-        x->ooo[n][0] = x->ooo[i][0] > delta ? (uint32_t)(x->ooo[i][0] - delta) : 0;
-        x->ooo[n][1] = (uint32_t)(x->ooo[i][1] - delta);
+        r[n][0] = r[i][0] > delta ? (uint32_t)(r[i][0] - delta) : 0;
+        r[n][1] = (uint32_t)(r[i][1] - delta);
         n++;
     }
     x->n_ooo = (uint8_t)n;
     x->r_last = v;
+    if (n <= PH_OOO_MAX)
+        xblk_release(t, x, n);
 }
 
 /* Deliver ranges that now start at the delivered point. */
-static int deliver_contiguous(ph_tcp_ep *x)
+static int deliver_contiguous(ph_flowtab *t, ph_tcp_ep *x)
 {
     int moved = 0;
-    while (x->n_ooo && x->ooo[0][0] == 0) {
-        set_r_last(x, x->r_last + x->ooo[0][1]);
+    while (x->n_ooo && ranges(t, x)[0][0] == 0) {
+        set_r_last(t, x, x->r_last + ranges(t, x)[0][1]);
         moved = 1;
     }
     return moved;
 }
 
-static void ooo_add(ph_tcp_ep *x, uint64_t s, uint64_t u)
+static void ooo_add(ph_flowtab *t, ph_tcp_ep *x, uint64_t s, uint64_t u)
 {
     uint64_t so = s - x->r_last, uo = u - x->r_last;
     if (so > UINT32_MAX)
@@ -415,12 +474,13 @@ static void ooo_add(ph_tcp_ep *x, uint64_t s, uint64_t u)
     if (uo > UINT32_MAX)
         uo = UINT32_MAX;
     uint32_t ns = (uint32_t)so, nu = (uint32_t)uo;
+    uint32_t (*r)[2] = ranges(t, x);
     /* merge with every overlapping or touching range */
     int n = 0;
-    uint32_t tmp[PH_OOO_MAX + 1][2];
+    uint32_t tmp[PH_OOO_BIG + 1][2];
     int placed = 0;
     for (int i = 0; i < x->n_ooo; i++) {
-        uint32_t rs = x->ooo[i][0], ru = x->ooo[i][1];
+        uint32_t rs = r[i][0], ru = r[i][1];
         if (ru < ns) {
             tmp[n][0] = rs;
             tmp[n][1] = ru;
@@ -447,8 +507,15 @@ static void ooo_add(ph_tcp_ep *x, uint64_t s, uint64_t u)
         tmp[n][1] = nu;
         n++;
     }
-    if (n > PH_OOO_MAX) {
-        /* too many holes open: merge across the smallest one */
+    int cap = x->xooo ? PH_OOO_BIG : PH_OOO_MAX;
+    uint32_t bi;
+    if (n > cap && !x->xooo && xblk_alloc(t, &bi) == 0) {
+        x->xooo = (uint16_t)(bi + 1);
+        cap = PH_OOO_BIG;
+    }
+    if (n > cap) {
+        /* too many holes open (or the pool is used up): merge across the
+         * smallest one, which then counts as received */
         int best = 0;
         for (int i = 1; i < n - 1; i++)
             if (tmp[i + 1][0] - tmp[i][1] < tmp[best + 1][0] - tmp[best][1])
@@ -460,7 +527,7 @@ static void ooo_add(ph_tcp_ep *x, uint64_t s, uint64_t u)
         }
         n--;
     }
-    memcpy(x->ooo, tmp, (size_t)n * sizeof tmp[0]);
+    memcpy(ranges(t, x), tmp, (size_t)n * sizeof tmp[0]);
     x->n_ooo = (uint8_t)n;
 }
 
@@ -471,14 +538,15 @@ static uint64_t undelivered_bytes(const ph_tcp_ep *x)
     return x->r_top > x->r_last ? x->r_top - x->r_last : 0;
 }
 
-static uint64_t data_size(const ph_tcp_ep *x)
+static uint64_t data_size(const ph_flowtab *t, ph_tcp_ep *x)
 {
     if (!has_blocks(x))
         return 0;
     uint64_t top = x->r_top < x->r_last ? x->r_top : x->r_last;
     uint64_t n = top > x->r_trim ? top - x->r_trim : 0;
+    uint32_t (*r)[2] = ranges(t, x);
     for (int i = 0; i < x->n_ooo; i++)
-        n += x->ooo[i][1] - x->ooo[i][0];
+        n += r[i][1] - r[i][0];
     return n;
 }
 
@@ -509,18 +577,18 @@ static void undelivered(tcp_pkt *c, int r, uint64_t up_to)
     if (up_to <= 2 && (c->f->cf & PH_CF_PARTIAL))
         return;   /* the faked SYN octet (or a keep-alive) of a partial connection */
     if (!(x->epf & PH_EP_SKIP)) {
-        while (x->n_ooo && x->r_last + x->ooo[0][0] < up_to) {
-            uint64_t s = x->r_last + x->ooo[0][0];
+        while (x->n_ooo && x->r_last + ranges(c->t, x)[0][0] < up_to) {
+            uint64_t s = x->r_last + ranges(c->t, x)[0][0];
             gap(c, r, s - x->r_last);
-            set_r_last(x, s);
-            deliver_contiguous(x);
+            set_r_last(c->t, x, s);
+            deliver_contiguous(c->t, x);
             after_delivery(c, r);
         }
         if (up_to > x->r_last)
             gap(c, r, up_to - x->r_last);
     }
     if (up_to > x->r_last)
-        set_r_last(x, up_to);
+        set_r_last(c->t, x, up_to);
 }
 
 /* Reassembler::TrimToSeq */
@@ -529,7 +597,7 @@ static void trim_to_seq(tcp_pkt *c, int r, uint64_t seq)
     ph_tcp_ep *x = EP(c, r);
     if (seq > x->r_last)
         undelivered(c, r, seq);
-    if (deliver_contiguous(x))
+    if (deliver_contiguous(c->t, x))
         after_delivery(c, r);
     if (seq > x->r_trim)
         x->r_trim = seq;
@@ -594,12 +662,12 @@ static void new_block(tcp_pkt *c, int r, uint64_t seq, uint64_t upper)
         x->r_top = upper;
     if (seq <= x->r_last) {
         if (upper > x->r_last) {
-            set_r_last(x, upper);
-            deliver_contiguous(x);
+            set_r_last(c->t, x, upper);
+            deliver_contiguous(c->t, x);
             after_delivery(c, r);
         }
     } else {
-        ooo_add(x, seq, upper);
+        ooo_add(c->t, x, seq, upper);
     }
 }
 
@@ -622,11 +690,11 @@ static void data_sent(tcp_pkt *c, int r, uint64_t seq, int len)
     }
     new_block(c, r, seq, upper);
     if (no_data_acked(x) && undelivered_bytes(x) > PH_TCP_MAX_ABOVE_HOLE) {
-        clear_blocks(x);
+        clear_blocks(c->t, x);
         x->epf |= PH_EP_SKIP;
     }
-    if (data_size(x) > PH_TCP_EXCESSIVE_DATA) {
-        clear_blocks(x);
+    if (data_size(c->t, x) > PH_TCP_EXCESSIVE_DATA) {
+        clear_blocks(c->t, x);
         x->epf |= PH_EP_SKIP;
     }
 }

@@ -7,7 +7,9 @@
  * the per-packet update needs no division, and combining two directions into
  * "both" is an exact addition of sums. Packet sizes are IP lengths (< 2^17),
  * so sum x^2 fits 64 bits; inter-arrival times are nanoseconds, so their
- * sum of squares is 128 bits.
+ * sum of squares is 128 bits, kept as two 64-bit halves (ph_u128x: 8-byte
+ * alignment, no padding in the flow). The sum of sizes is the flow's IP byte
+ * counter (ph_flow.ipb), so it is not kept twice.
  */
 #ifndef PH_STATS_H
 #define PH_STATS_H
@@ -18,12 +20,25 @@
 
 __extension__ typedef unsigned __int128 ph_u128;
 
-/* One direction's packet statistics. */
+/* A 128-bit counter stored as two 64-bit words (8-byte aligned). */
+typedef struct ph_u128x {
+    uint64_t lo, hi;
+} ph_u128x;
+
+static inline ph_u128 ph_u128x_get(ph_u128x v) { return (ph_u128)v.hi << 64 | v.lo; }
+
+static inline void ph_u128x_add(ph_u128x *v, ph_u128 x)
+{
+    ph_u128 s = ph_u128x_get(*v) + x;
+    v->lo = (uint64_t)s;
+    v->hi = (uint64_t)(s >> 64);
+}
+
+/* One direction's packet statistics (the sum of sizes is ph_flow.ipb[d]). */
 typedef struct ph_dstat {
-    uint64_t sz_sum;        /* sum of IP lengths */
     uint64_t sz_sq;         /* sum of squared IP lengths */
     uint64_t iat_sum;       /* sum of inter-arrival times (ns) */
-    ph_u128 iat_sq;         /* sum of squared inter-arrival times (ns^2) */
+    ph_u128x iat_sq;        /* sum of squared inter-arrival times (ns^2) */
     uint64_t iat_min, iat_max;
     uint32_t sz_min, sz_max;
     uint32_t tcpf[8];       /* packets with FIN SYN RST PSH ACK URG ECE CWR (bit order) */
@@ -33,7 +48,7 @@ typedef struct ph_dstat {
 /* Inter-arrival statistics over both directions. */
 typedef struct ph_istat {
     uint64_t sum;
-    ph_u128 sq;
+    ph_u128x sq;
     uint64_t min, max;
 } ph_istat;
 
@@ -53,7 +68,7 @@ static inline void ph_istat_init(ph_istat *s)
 static inline void ph_istat_add(ph_istat *s, uint64_t x)
 {
     s->sum += x;
-    s->sq += (ph_u128)x * x;
+    ph_u128x_add(&s->sq, (ph_u128)x * x);
     if (x < s->min)
         s->min = x;
     if (x > s->max)
@@ -62,7 +77,6 @@ static inline void ph_istat_add(ph_istat *s, uint64_t x)
 
 static inline void ph_dstat_size(ph_dstat *d, uint32_t len)
 {
-    d->sz_sum += len;
     d->sz_sq += (uint64_t)len * len;
     if (len < d->sz_min)
         d->sz_min = len;
@@ -73,7 +87,7 @@ static inline void ph_dstat_size(ph_dstat *d, uint32_t len)
 static inline void ph_dstat_iat(ph_dstat *d, uint64_t x)
 {
     d->iat_sum += x;
-    d->iat_sq += (ph_u128)x * x;
+    ph_u128x_add(&d->iat_sq, (ph_u128)x * x);
     if (x < d->iat_min)
         d->iat_min = x;
     if (x > d->iat_max)

@@ -559,9 +559,6 @@ def test_several_holes_passed_by_one_ack(tmp_path, n):
         "missed_bytes": 7 * n, "orig_bytes": 17 * n + 10, "history": "ShADaG"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with more than 3 holes open at once the reassembler model "
-                   "(PH_OOO_MAX=3 in ext/ph_flow_int.h) merges two ranges and the hole between them "
-                   "counts as received: missed_bytes is 21 for 4, 5 or 8 holes instead of 7 per hole")
 @pytest.mark.parametrize("n", [4, 8])
 def test_many_holes_passed_by_one_ack(tmp_path, n):
     r = replay(tmp_path, _holes(n).pkts)
@@ -1102,9 +1099,6 @@ def test_flow_id_is_stable_across_runs_and_differs_between_flows(tmp_path):
     assert int(replay(tmp_path, later, name="later.pcap").recs["flow_id"][0]) != ids1[0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: flow_id (the uid and Elasticsearch _id) is derived from the "
-                   "Community ID, ts_start and VLANs only, so two connections on one tuple that start at the same "
-                   "timestamp (TCP reuse or eviction within one clock tick) get the same uid")
 @pytest.mark.parametrize("how", ["tcp_reuse", "eviction"])
 def test_flows_starting_at_the_same_time_have_different_ids(tmp_path, how):
     if how == "tcp_reuse":
@@ -1198,9 +1192,6 @@ def test_first_packets_follow_a_flip_and_long_gaps(tmp_path):
     assert rec["resp_iat_mean"] == pytest.approx(5.5, abs=1e-9) and rec["orig_iat_max"] == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: first_iat stores gaps of 2**31 ns and more as microseconds in 31 "
-                   "bits (encode_gap in ext/ph_flow.c) and clamps them at 2147.483647 s; an SSH flow (1 h "
-                   "timeout) with a 3000 s pause reports first_iat 2147.48 while orig_iat_max says 3000")
 def test_first_iat_keeps_long_gaps(tmp_path):
     cv = Conv(sport=22).handshake()
     cv.cli(0.1, "PA", b"SSH-2.0\r\n")
