@@ -957,6 +957,29 @@ static char *put_features(char *p, const ph_flow_rec *r, const feat_plan *fp)
 /* ------------------------------------------------------------------ */
 
 /* fixed text of an ECS document without the features and the two option strings */
+/* The members of an ECS source/destination object: ip, port (if the protocol has ports),
+ * mac (if known: mac != NULL), bytes (IP level) and packets. */
+static char *put_ecs_endpoint(char *p, uint8_t v, const uint8_t *addr, int ports, uint16_t port,
+                              const uint8_t *mac, uint64_t ip_bytes, uint64_t pkts)
+{
+    p = PUT(p, "\"ip\":\"");
+    p = put_addr(p, v, addr);
+    *p++ = '"';
+    if (ports) {
+        p = PUT(p, ",\"port\":");
+        p = put_u64(p, port);
+    }
+    if (mac) {
+        p = PUT(p, ",\"mac\":\"");
+        p = put_mac(p, mac);
+        *p++ = '"';
+    }
+    p = PUT(p, ",\"bytes\":");
+    p = put_u64(p, ip_bytes);
+    p = PUT(p, ",\"packets\":");
+    return put_u64(p, pkts);
+}
+
 /* ECS version the documents follow (ecs.version). */
 #define PH_ECS_VERSION "8.11.0"
 
@@ -1008,39 +1031,12 @@ static char *ecs_doc(char *p, const ph_flow_rec *r, const ecs_ctx *cx)
     }
     *p++ = '"';
 
-    p = PUT(p, "},\"source\":{\"ip\":\"");
-    p = put_addr(p, v, r->orig_h);
-    *p++ = '"';
-    if (ports) {
-        p = PUT(p, ",\"port\":");
-        p = put_u64(p, r->orig_p);
-    }
-    if (r->flags & PH_RF_MAC) {
-        p = PUT(p, ",\"mac\":\"");
-        p = put_mac(p, r->orig_mac);
-        *p++ = '"';
-    }
-    p = PUT(p, ",\"bytes\":");
-    p = put_u64(p, r->orig_ip_bytes);
-    p = PUT(p, ",\"packets\":");
-    p = put_u64(p, r->orig_pkts);
-
-    p = PUT(p, "},\"destination\":{\"ip\":\"");
-    p = put_addr(p, v, r->resp_h);
-    *p++ = '"';
-    if (ports) {
-        p = PUT(p, ",\"port\":");
-        p = put_u64(p, r->resp_p);
-    }
-    if (r->flags & PH_RF_MAC) {
-        p = PUT(p, ",\"mac\":\"");
-        p = put_mac(p, r->resp_mac);
-        *p++ = '"';
-    }
-    p = PUT(p, ",\"bytes\":");
-    p = put_u64(p, r->resp_ip_bytes);
-    p = PUT(p, ",\"packets\":");
-    p = put_u64(p, r->resp_pkts);
+    p = PUT(p, "},\"source\":{");
+    p = put_ecs_endpoint(p, v, r->orig_h, ports, r->orig_p, (r->flags & PH_RF_MAC) ? r->orig_mac : NULL,
+                         r->orig_ip_bytes, r->orig_pkts);
+    p = PUT(p, "},\"destination\":{");
+    p = put_ecs_endpoint(p, v, r->resp_h, ports, r->resp_p, (r->flags & PH_RF_MAC) ? r->resp_mac : NULL,
+                         r->resp_ip_bytes, r->resp_pkts);
 
     p = PUT(p, "},\"network\":{\"transport\":\"");
     p = put_ecs_transport(p, r->proto);
