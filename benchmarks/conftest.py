@@ -161,6 +161,24 @@ def _machine() -> dict:
     return info
 
 
+def _engine_version() -> dict:
+    """The git commit (if any) and a hash of the engine's sources, so a run names what it measured."""
+    import hashlib
+    import subprocess
+    h = hashlib.sha1()
+    for p in sorted((ROOT / "ext").glob("ph_*.[ch]")):
+        h.update(p.name.encode() + p.read_bytes())
+    out = {"ext_sha1": h.hexdigest()[:12]}
+    try:
+        r = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                           text=True, timeout=10)
+        if r.returncode == 0:
+            out["git"] = r.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Add what report.py needs: the command, the scale, the captures and the machine."""
     b: Optional[Bench] = getattr(config, "_pyhunt_bench", None)
@@ -171,5 +189,6 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "peers": sorted(b.peers) if b else [],
         "captures": {n: c.info() | {"generator": c.generator} for n, c in (b.captures.items() if b else ())},
         "machine": _machine(),
+        "engine": _engine_version(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

@@ -8,7 +8,8 @@
 
 Every figure is the median of the rounds (pytest-benchmark's ``stats.median``); ratios compare
 medians of the same run on the same file. With no file argument, the newest run saved by
-``--benchmark-autosave`` under .benchmarks/ is used.
+``--benchmark-autosave`` under .benchmarks/ is used, else benchmarks/results/latest.json (the run
+that docs/performance.md shows).
 """
 from __future__ import annotations
 
@@ -23,15 +24,19 @@ PEERS = ("dpkt", "scapy", "nfstream")
 FLOORS = ("c-probe", "cat", "mmap")
 STAGES = ("read", "decode", "flows", "replay")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+LATEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 
 
 def _load(path: Optional[str]) -> tuple[dict, str]:
     if path is None:
         runs = sorted(glob.glob(".benchmarks/*/*.json"), key=os.path.getmtime)
-        if not runs:
+        if runs:
+            path = runs[-1]
+        elif os.path.exists(LATEST):
+            path = os.path.relpath(LATEST)
+        else:
             raise SystemExit("report: no run given and none saved under .benchmarks/ "
                              "(run pytest with --benchmark-json=FILE or --benchmark-autosave)")
-        path = runs[-1]
     with open(path) as f:
         return json.load(f), path
 
@@ -218,10 +223,12 @@ def render(run: Run, source: str) -> str:
     mach = meta.get("machine", {})
     caps = meta.get("captures", {})
     out = [f"Run: `{meta.get('command', '?')}` (scale {meta.get('scale', '?')}, finished "
-           f"{meta.get('finished', '?')}; report: `python benchmarks/report.py {os.path.basename(source)}`).",
+           f"{meta.get('finished', '?')}; report: `python benchmarks/report.py {source}`).",
            f"Machine: {mach.get('cpu', '?')}, {mach.get('cpus', '?')} CPUs, {mach.get('memory_gb', '?')} GB, "
            f"Python {mach.get('python', '?')}, {mach.get('platform', '?')}; load average at the end "
-           f"{' '.join(mach.get('loadavg', []))} (the machine is shared: compare ratios within this run).",
+           f"{' '.join(mach.get('loadavg', []))} (the machine is shared: compare ratios within this run)."
+           + (f" Engine: {meta['engine'].get('git', 'ext/ sha1 ' + meta['engine'].get('ext_sha1', '?'))}."
+              if meta.get("engine") else ""),
            "", "Medians of the rounds; `N×` = how many times pyhunt's rate the peer's is below; "
            "C floors give pyhunt's rate as a share of theirs.", ""]
     out += stage_table(run)
