@@ -8,7 +8,9 @@
  * decoder copied into ph_parsed (l4 is cleared), so decoding may run ahead.
  *
  * One thread (ph_engine_packet, small inputs, one CPU): read, decode and
- * update one packet at a time.
+ * update one packet at a time; once the table holds PH_PF_MIN_FLOWS flows
+ * (more than the CPU caches keep), decode PH_AHEAD packets ahead and
+ * prefetch their flows.
  *
  * Pipelined (ph_engine_run with PH_PIPE_AUTO, >= 2 CPUs and at least
  * PH_PIPE_MIN_BYTES buffered, e.g. an mmap'd file): a helper thread, started
@@ -23,7 +25,8 @@
  *     the capture (MADV_POPULATE_READ, up to PH_POP_AHEAD ahead) so the
  *     reading side takes fewer page faults, and the reading side prefetches
  *     PH_RD_PREFETCH bytes ahead (prefetches only work on mapped pages);
- *     the table side prefetches each packet's flow PH_PF_DIST slots ahead;
+ *     with a large table, the table side prefetches each packet's flow
+ *     PH_PF_DIST slots ahead;
  *   - the reader, decoder and their counters (dctr) belong to the helper
  *     while it runs, the flow table, queue and counters[] to the caller;
  *   - when the batch size is reached the helper is told to stop, the slots
@@ -46,6 +49,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -83,10 +87,17 @@ const char *const ph_counter_names[PH_C__COUNT] = {
 
 #define PH_FRAG_EXPIRE_EVERY_NS (1 * PH_NS_PER_SEC)
 
+/* flows in the table from which prefetching them pays (12+ MiB of flows) */
+#ifndef PH_PF_MIN_FLOWS
+#define PH_PF_MIN_FLOWS 16384u
+#endif
+#define PH_AHEAD 16u                  /* one thread, large table: packets decoded ahead */
+
 /* pipelined ph_engine_run (see the top of this file) */
 #define PH_RING_SIZE 1024u            /* slots (a power of two): ~120 KiB */
 #define PH_PUB 16u                    /* indices published every PH_PUB slots */
-#define PH_PF_DIST 8u                 /* flows prefetched this many slots ahead */
+#define PH_PF_DIST 16u                /* flows prefetched this many slots ahead (the table
+                                         prefetches the slot now, the flow 8 calls later) */
 #define PH_RD_PREFETCH 8192u          /* capture bytes prefetched ahead of the reader */
 #define PH_POP_CHUNK (256u << 10)     /* pages mapped ahead per step ... */
 #define PH_POP_AHEAD (8u << 20)       /* ... up to this far ahead of the reader */
@@ -254,8 +265,44 @@ static int run_status(int rd)
 /* ------------------------------------------------------------------ */
 /* One thread                                                          */
 /* ------------------------------------------------------------------ */
+/* With a large table (flows no longer in the CPU caches), decode PH_AHEAD
+ * packets ahead and prefetch their flows: the misses of several packets then
+ * overlap. A full batch ends production; the packets decoded are processed. */
+static int run_ahead(ph_engine *e, size_t batch, uint64_t max_packets)
+{
+    ph_eslot ring[2 * PH_AHEAD];
+    uint32_t head = 0, tail = 0;
+    uint64_t produced = 0;
+    int rd = PH_RD_PACKET, full = 0;
+    for (;;) {
+        while (rd == PH_RD_PACKET && !full && tail - head < PH_AHEAD && produced < max_packets) {
+            ph_eslot *s = &ring[tail % (2 * PH_AHEAD)];
+            rd = read_one(e, s);
+            if (rd != PH_RD_PACKET)
+                break;
+            produced++;
+            tail++;
+            if (s->disp == PH_DEC_OK)
+                ph_flowtab_prefetch(e->tab, &s->p);
+        }
+        if (head == tail)
+            break;
+        table_one(e, &ring[head++ % (2 * PH_AHEAD)]);
+        if (e->nomem)
+            break;
+        if (e->qlen >= batch)
+            full = 1;
+    }
+    fold_counters(e);
+    if (e->nomem)
+        return PH_RUN_NOMEM;
+    return full ? PH_RUN_BATCH : run_status(rd);
+}
+
 static int run_inline(ph_engine *e, size_t batch, uint64_t max_packets)
 {
+    if (ph_flowtab_active(e->tab) >= PH_PF_MIN_FLOWS)
+        return run_ahead(e, batch, max_packets);
     ph_eslot s;
     int rd = PH_RD_PACKET, full = 0;
     for (uint64_t n = 0; n < max_packets; n++) {
@@ -467,7 +514,13 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
         free(q);
         return 0;
     }
-    if (pthread_create(&q->thread, NULL, reading_side, q)) {
+    /* the helper blocks every signal: they go to the caller (Python's thread) */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&q->thread, NULL, reading_side, q);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
         pthread_cond_destroy(&q->cv);
         pthread_mutex_destroy(&q->mu);
         free(q);
@@ -476,7 +529,7 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
 
     ph_eslot *ring = e->ring;
     uint32_t head = 0, tail = 0;
-    int full = 0;
+    int full = 0, big = 0;
     for (;;) {
         if (head == tail) {
             tail = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
@@ -494,7 +547,9 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
                 continue;
             }
         }
-        if (tail - head > PH_PF_DIST) {
+        if (head % PH_RING_SIZE == 0)
+            big = ph_flowtab_active(e->tab) >= PH_PF_MIN_FLOWS;
+        if (big && tail - head > PH_PF_DIST) {
             const ph_eslot *ahead = &ring[(head + PH_PF_DIST) & (PH_RING_SIZE - 1)];
             if (ahead->disp == PH_DEC_OK)
                 ph_flowtab_prefetch(e->tab, &ahead->p);

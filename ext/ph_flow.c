@@ -586,16 +586,28 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
     return simple_packet(t, f, p, is_orig);
 }
 
+/* Two stages, so that neither waits for memory: this packet's slot line is
+ * prefetched now; the flow of the packet PH_PF_LAG calls back is looked up
+ * in its (by now cached) slot and its lines are prefetched. Only hashes are
+ * kept between calls, never the packets. */
 void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
 {
     ph_fkey k;
     int src_is_a;
-    if (no_connection_proto(p->proto))
+    uint64_t now = 0;
+    if (!no_connection_proto(p->proto)) {
+        build_key(t, p, &k, &src_is_a);
+        __builtin_prefetch(&t->slots[ph_key_hash(&k) & t->mask]);
+        now = 1ull << 32 | ph_key_hash(&k);
+    }
+    uint64_t *lag = &t->pf_lag[t->pf_n++ & (PH_PF_LAG - 1)];
+    uint64_t then = *lag;
+    *lag = now;
+    if (!then)
         return;
-    build_key(t, p, &k, &src_is_a);
-    const uint64_t *s = &t->slots[ph_key_hash(&k) & t->mask];
-    uint64_t v = *s;
-    if (v && (uint32_t)(v >> 32) == ph_key_hash(&k)) {
+    uint32_t h = (uint32_t)then;
+    uint64_t v = t->slots[h & t->mask];
+    if (v && (uint32_t)(v >> 32) == h) {
         const ph_flow *f = ph_flow_at(t, (uint32_t)v - 1);
         /* the lines a packet touches: key, times and counters, both TCP
          * endpoints, the per-direction features */

@@ -31,6 +31,7 @@
 #ifndef PH_GEN_SLOTS
 #define PH_GEN_SLOTS 1024u            /* same-tick removals remembered for flow ids (ph_flow_export.c) */
 #endif
+#define PH_PF_LAG 8                   /* ph_flowtab_prefetch: slot first, the flow PH_PF_LAG calls later */
 #define PH_CHUNK_SHIFT 10             /* flows are allocated in chunks of 1024 */
 #define PH_CHUNK (1u << PH_CHUNK_SHIFT)
 #define PH_SLOTS_INITIAL 4096         /* the slot array grows from here */
@@ -207,6 +208,8 @@ struct ph_flowtab {
     int64_t prev_now;        /* the packet time before now */
     int64_t tmo_ns[PH_TMO_N];
     int64_t next_due;        /* lower bound of the earliest heap timer */
+    uint64_t pf_lag[PH_PF_LAG];   /* ph_flowtab_prefetch: 1 << 32 | hash of the last calls (0 = none) */
+    uint32_t pf_n;
     /* extension blocks of out-of-order ranges (ph_flow_tcp.c) */
     ph_ooo_blk *xchunks[(PH_OOO_POOL_MAX + PH_OOO_POOL_CHUNK) / PH_OOO_POOL_CHUNK];
     uint32_t xnchunks, xn_used, xfree;   /* xfree: free list (index + 1), linked through r[0][0] */
