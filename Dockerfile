@@ -19,7 +19,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 # Optional dependency groups of pyhunt to install (the sensor's Elasticsearch and metrics
 # libraries); pip warns and goes on for an extra that does not exist.
-ARG PYHUNT_EXTRAS=es
+ARG PYHUNT_EXTRAS=sensor
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -31,7 +31,7 @@ COPY pyhunt ./pyhunt
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[${PYHUNT_EXTRAS}]"
 
 FROM ${PYTHON_IMAGE}
-ARG PYHUNT_EXTRAS=es
+ARG PYHUNT_EXTRAS=sensor
 LABEL org.opencontainers.image.title="pyhunt" \
       org.opencontainers.image.description="Network threat-hunting sensor: flows with Zeek semantics to Elasticsearch" \
       org.opencontainers.image.licenses="BSD-3-Clause"

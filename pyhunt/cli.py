@@ -135,7 +135,31 @@ def build_parser() -> argparse.ArgumentParser:
     from pyhunt.escli import add_es_arguments, add_es_command
     add_es_arguments(r)
     add_es_command(sub)
+    add_sensor_command(sub)
     return p
+
+
+def add_sensor_command(sub) -> None:
+    from pyhunt.sensor.config import SETTINGS
+    rows = []
+    for st in SETTINGS:
+        default = st.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or None
+        if isinstance(default, bool):
+            default = "true" if default else "false"
+        rows.append(f"  {st.env:<26} {st.help}" + ("" if default is None else f" (default {default})"))
+    s = sub.add_parser("sensor", help="live capture or VXLAN/GENEVE listener + Zeek log shipping to Elasticsearch",
+                       description="The container entrypoint: capture the configured interface with AF_PACKET (or "
+                       "receive mirrored traffic as VXLAN/GENEVE), export flows and tail Zeek's logs into "
+                       "Elasticsearch, serve /healthz, /readyz and /metrics, and flush everything on SIGTERM. "
+                       "Configured by PYHUNT_* environment variables and an optional TOML file (a variable "
+                       "wins over the file); see docs/sensor-config.md.",
+                       epilog="settings (environment variable; config file key: the lower-case name without "
+                       "PYHUNT_):\n" + "\n".join(rows), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--config", metavar="FILE", help="TOML config file (instead of PYHUNT_CONFIG)")
+    s.add_argument("--check-config", action="store_true",
+                   help="print the effective configuration and exit (status 2 if it is invalid)")
 
 
 def _open_output(path: str | None) -> tuple[BinaryIO, bool]:
@@ -237,6 +261,21 @@ def replay(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if meter.errors or sink_failed else EXIT_OK
 
 
+def sensor(args: argparse.Namespace) -> int:
+    from pyhunt.sensor.config import ConfigError, describe, load_config
+    try:
+        cfg = load_config(config_file=args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            sys.stderr.write(f"pyhunt: config error: {line}\n")
+        return EXIT_USAGE
+    if args.check_config:
+        sys.stdout.write(describe(cfg))
+        return EXIT_OK
+    from pyhunt.sensor.main import run
+    return run(cfg)
+
+
 def _sigterm(signum, frame):  # flush the Elasticsearch writer as on Ctrl-C
     raise KeyboardInterrupt
 
@@ -271,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "es":
             from pyhunt.escli import run_es
             return run_es(args)
+        if args.command == "sensor":
+            return sensor(args)
     except UsageError as exc:
         sys.stderr.write(f"pyhunt: error: {exc}\n")
         return EXIT_USAGE

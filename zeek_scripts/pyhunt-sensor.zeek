@@ -35,6 +35,8 @@ const env_bpf_filter = getenv("PYHUNT_BPF_FILTER");
 const env_mode = getenv("PYHUNT_MODE");
 const env_vxlan_port = getenv("PYHUNT_VXLAN_PORT") == "" ? "4789" : getenv(
     "PYHUNT_VXLAN_PORT");
+const env_geneve_port = getenv("PYHUNT_GENEVE_PORT") == "" ? "6081" : getenv(
+    "PYHUNT_GENEVE_PORT");
 const env_buffer_size = getenv("ZEEK_AF_PACKET_BUFFER_SIZE");
 const env_fanout_id = getenv("ZEEK_AF_PACKET_FANOUT_ID");
 const env_ignore_checksums = getenv("ZEEK_IGNORE_CHECKSUMS");
@@ -80,6 +82,15 @@ redef Tunnel::vxlan_ports += {to_port(cat(env_vxlan_port, "/udp"))};
 @if ( env_bpf_filter == "" )
 redef restrict_filters += {["pyhunt-vxlan"] = cat("udp dst port ",
     env_vxlan_port)};
+@endif
+@endif
+
+# The same for GENEVE (geneve-listener mode, PYHUNT_GENEVE_PORT).
+@if ( env_mode == "geneve-listener" )
+redef Tunnel::geneve_ports += {to_port(cat(env_geneve_port, "/udp"))};
+@if ( env_bpf_filter == "" )
+redef restrict_filters += {["pyhunt-geneve"] = cat("udp dst port ",
+    env_geneve_port)};
 @endif
 @endif
 

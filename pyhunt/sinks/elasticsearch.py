@@ -188,6 +188,8 @@ class BulkWriter:
         self._pending_bytes = 0
         self._prefixes: dict[int, bytes] = {}
         self._dead = None
+        self._last_answer: float | None = None   # monotonic time of the cluster's last answer
+        self._inflight: dict = {}                 # future (or id while waiting) -> chunk, for close_within
         self.spool = Spool(settings.spool, settings.spool_max_bytes)
 
     # -- setup ------------------------------------------------------------------------------------
@@ -225,7 +227,9 @@ class BulkWriter:
             return False
         try:
             self.client.options(request_timeout=5).cluster.health()
+            self._last_answer = time.monotonic()
         except ApiError as exc:
+            self._last_answer = time.monotonic()
             if exc.meta.status in (401, 403):
                 self._fail(f"Elasticsearch at {self.settings.url} refused the credentials ({describe_error(exc)})")
                 self._outage.set()
@@ -297,17 +301,21 @@ class BulkWriter:
             else:
                 self._park(chunk, chunk.entries)
                 return
+        with self._lock:
+            self._inflight[id(chunk)] = chunk   # waiting for a slot
         self._slots.acquire()
         if chunk.segment is not None:
             self._inflight_segments.add(chunk.segment.path)
         fut = self._pool.submit(self._send, chunk)
         with self._lock:
             self._futures.add(fut)
+            self._inflight[fut] = self._inflight.pop(id(chunk))
         fut.add_done_callback(self._done)
 
     def _done(self, fut) -> None:
         with self._lock:
             self._futures.discard(fut)
+            self._inflight.pop(fut, None)
         self._slots.release()
 
     def _count(self, **kw: int) -> None:
@@ -339,7 +347,9 @@ class BulkWriter:
                 return
             try:
                 resp = self.client.bulk(operations=b"".join(entries), filter_path=_FILTER)
+                self._last_answer = time.monotonic()
             except ApiError as exc:
+                self._last_answer = time.monotonic()
                 status = exc.meta.status
                 if status in RETRY_STATUSES and attempt < self.settings.max_retries:
                     attempt += 1
@@ -486,3 +496,43 @@ class BulkWriter:
                 except Exception:
                     pass
         return self.stats
+
+    # -- long-running processes (the sensor) ------------------------------------------------------
+    def tick(self) -> None:
+        """Call about once a second: send what is queued; while the cluster is away, probe it (every
+        ``probe_interval``) and send the spool once it answers again."""
+        if self._pending:
+            chunk, self._pending, self._pending_bytes = _Chunk(self._pending), [], 0
+            self._submit(chunk)
+        if self._outage.is_set():
+            if not self._broken and time.monotonic() - self._last_probe >= self.probe_interval and self._probe():
+                self.drain()
+        elif self.spool.segments():
+            self.drain()
+
+    def seconds_since_answer(self) -> float | None:
+        """Seconds since Elasticsearch last answered a request (None: never)."""
+        return None if self._last_answer is None else time.monotonic() - self._last_answer
+
+    def close_within(self, seconds: float) -> bool:
+        """close() with a deadline. On timeout, the chunks still in flight are also written to the
+        spool (their documents have idempotent ids, so a later resend cannot duplicate them) and
+        False is returned: the caller should then exit without waiting for the sender threads."""
+        done = threading.Event()
+
+        def closer():
+            try:
+                self.close()
+            finally:
+                done.set()
+        threading.Thread(target=closer, name="pyhunt-es-close", daemon=True).start()
+        if done.wait(seconds):
+            return True
+        self._outage.set()
+        with self._lock:
+            chunks = list(self._inflight.values())
+        for chunk in chunks:
+            if chunk.segment is None and self.spool.put(chunk.entries, len(chunk.entries)):
+                self._count(spooled=len(chunk.entries))
+        self.stats.pending = self.spool.pending()[0]
+        return False
