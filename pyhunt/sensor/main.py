@@ -64,7 +64,7 @@ def _check_state_dir(cfg: SensorConfig) -> None:
 
 
 def _engine_options(cfg: SensorConfig) -> dict[str, Any]:
-    """FlowMeter keyword arguments for the live meter."""
+    """FlowMeter settings of the live meter."""
     return {"cid_seed": cfg.cid_seed, "capacity": cfg.capacity, "active_timeout": cfg.active_timeout,
             "emit_updates": cfg.active_timeout > 0, "local_nets": list(cfg.local_nets)}
 
@@ -79,15 +79,15 @@ def _open_meter(cfg: SensorConfig, worker_group: bool):
         if cfg.mode == "capture":
             src = live.LiveCapture(cfg.interface, block_size=cfg.ring_block_size, block_count=cfg.ring_blocks,
                                    fanout_group=cfg.fanout_group if worker_group else None,
-                                   bpf=cfg.bpf_filter or None)
+                                   bpf_filter=cfg.bpf_filter or None)
         else:
             kind = "vxlan" if cfg.mode == "vxlan-listener" else "geneve"
             port = cfg.vxlan_port if kind == "vxlan" else cfg.geneve_port
             src = live.TunnelListener(port, kind=kind, bind=cfg.listen_address)
-        return live.LiveFlowMeter(src, **_engine_options(cfg))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, live.LiveCaptureError) as exc:
         where = cfg.interface if cfg.mode == "capture" else f"UDP {cfg.listen_address}"
         raise SensorError(f"cannot open {cfg.mode} on {where}: {exc}") from None
+    return live.LiveFlowMeter(src, _engine_options(cfg))
 
 
 class _Exporter(threading.Thread):
@@ -136,7 +136,7 @@ class _Shipper(threading.Thread):
         while not self._stop.is_set():
             self.beats.beat("zeek-shipper")
             try:
-                busy = self.shipper.poll()
+                busy = self.shipper.poll() >= self.shipper.max_lines
             except OSError as exc:  # e.g. the directory vanished: keep trying, say why
                 if self.error is None:
                     _log(f"warning: Zeek log shipping: {exc}")
@@ -165,6 +165,8 @@ class Sensor:
         self.worker_metrics: dict[int, dict] = {}
         self.capture_open = False
         self.http: HttpServer | None = None
+        self._cap_snapshot: dict[str, Any] = {}
+        self.timed_out = False   # the grace period ran out: what was in flight went to the spool
 
     # -- metrics and health (read by the HTTP thread) ---------------------------------------------
     def readiness(self) -> str | None:
@@ -181,7 +183,7 @@ class Sensor:
 
     def metrics(self) -> dict:
         m: dict[str, Any] = {"pyhunt_up": 1}
-        cap = [self.capture_metrics()] if self.meter is not None else []
+        cap = [self.capture_metrics()] if not self.workers else []
         cap += list(self.worker_metrics.values())
         for c in cap:
             for k, v in c.items():
@@ -196,20 +198,28 @@ class Sensor:
                 _writer_metrics(m, stream, w)
         if self.shipper is not None:
             st = self.shipper.stats()
-            m["pyhunt_zeek_lines_shipped_total"] = dict(st.get("lines_shipped", {}))
-            m["pyhunt_zeek_parse_errors_total"] = dict(st.get("parse_errors", {}))
-            m["pyhunt_zeek_log_lag_seconds"] = dict(st.get("lag_seconds", {}))
+            m["pyhunt_zeek_lines_shipped_total"] = dict(st.lines_shipped)
+            m["pyhunt_zeek_parse_errors_total"] = dict(st.parse_errors)
+            m["pyhunt_zeek_log_lag_seconds"] = dict(st.lag_seconds)
         return m
 
     def capture_metrics(self) -> dict:
-        """This process' capture, engine and flow-writer metrics (summed across workers by the parent)."""
+        """This process' capture, engine and flow-writer metrics (summed across workers by the parent).
+        The capture part is a snapshot the capture loop takes between polls (the engine's counters
+        are not read while C runs the loop)."""
+        m = dict(self._cap_snapshot)
+        if self.flow_writer is not None:
+            _writer_metrics(m, "flows", self.flow_writer)
+        return m
+
+    def _snapshot_capture(self) -> None:
         m: dict[str, Any] = {}
         meter = self.meter
         if meter is not None:
             s = meter.stats()
-            c = meter.counters
-            m["pyhunt_packets_total"] = s.get("packets", c.get("packets_read", 0))
-            m["pyhunt_bytes_total"] = s.get("bytes", c.get("bytes_read", 0))
+            c = s.get("engine", {})
+            m["pyhunt_packets_total"] = c.get("packets_read", 0)
+            m["pyhunt_bytes_total"] = c.get("bytes_read", 0)
             m["pyhunt_capture_kernel_drops_total"] = s.get("kernel_drops", 0)
             m["pyhunt_capture_kernel_freezes_total"] = s.get("kernel_freezes", 0)
             m["pyhunt_tunnel_errors_total"] = s.get("bad_tunnel", 0)
@@ -221,9 +231,7 @@ class Sensor:
             m["pyhunt_flow_updates_total"] = c.get("flow_updates", 0)
             m["pyhunt_flow_evictions_total"] = c.get("evictions", 0)
             m["pyhunt_flow_table_flows"] = s.get("active_flows", 0)
-        if self.flow_writer is not None:
-            _writer_metrics(m, "flows", self.flow_writer)
-        return m
+        self._cap_snapshot = m
 
     # -- running ----------------------------------------------------------------------------------
     def _open_writer(self, spool: pathlib.Path):
@@ -270,8 +278,9 @@ class Sensor:
         from pyhunt.zeek.shipper import ZeekShipper
         paths = _state_paths(self.cfg)
         self.zeek_writer = self._open_writer(paths["zeek_spool"])
-        self.shipper = ZeekShipper(self.cfg.zeek_log_dir, self.zeek_writer, str(paths["checkpoints"]),
-                                   namespace=self.cfg.es_namespace, observer=self.cfg.observer_name)
+        self.shipper = ZeekShipper(self.cfg.zeek_log_dir, self.cfg.state_dir, self.zeek_writer,
+                                   namespace=self.cfg.es_namespace, observer=self.cfg.observer_name,
+                                   warn=lambda msg: _log(f"warning: Zeek logs: {msg}"))
         self.shipper_thread = _Shipper(self.shipper, self.heartbeats)
         self.shipper_thread.start()
         _log(f"shipping Zeek logs from {self.cfg.zeek_log_dir}")
@@ -286,20 +295,24 @@ class Sensor:
         where = cfg.interface if cfg.mode == "capture" else f"UDP port {cfg.vxlan_port if cfg.mode == 'vxlan-listener' else cfg.geneve_port}"
         _log(f"{cfg.mode} on {where}" + ("" if worker is None else f" (worker {worker})"))
         last_report = 0.0
+        self._snapshot_capture()
         while not self.stop_requested.is_set():
             self.heartbeats.beat("capture")
             batch = self.meter.poll(POLL_S)
             if batch is not None and len(batch):
                 self._enqueue(batch)
-            if conn is not None and time.monotonic() - last_report >= 1.0:
+            if time.monotonic() - last_report >= 1.0:
                 last_report = time.monotonic()
-                conn.send(self.capture_metrics())
+                self._snapshot_capture()
+                if conn is not None:
+                    conn.send(self.capture_metrics())
                 if conn.poll() and conn.recv() == "stop":
                     self.stop_requested.set()
         self.heartbeats.forget("capture")
         final = self.meter.finish()
         if final is not None and len(final):
             self._enqueue(final)
+        self._snapshot_capture()
         if conn is not None:
             conn.send(self.capture_metrics())
 
@@ -367,11 +380,14 @@ class Sensor:
         if self.shipper_thread is not None:
             self.shipper_thread.stop()
             self.shipper_thread.join(5.0)
-        for w in (self.flow_writer, self.zeek_writer):
-            if w is not None:
-                w.close_within(max(0.5, deadline - time.monotonic()))
         if self.shipper is not None:
-            self.shipper.save_checkpoints()
+            try:   # send (or spool) the lines read so far and checkpoint them
+                self.shipper.close()
+            except Exception as exc:   # noqa: BLE001 - keep shutting down; the lines are re-read next time
+                _log(f"warning: Zeek checkpoints not saved: {exc}")
+        for w in (self.flow_writer, self.zeek_writer):
+            if w is not None and not w.close_within(max(0.5, deadline - time.monotonic())):
+                self.timed_out = True
         if self.meter is not None:
             self.meter.close()
         if self.http is not None:
@@ -406,8 +422,15 @@ def _worker_main(cfg: SensorConfig, index: int, conn) -> None:
 
 
 def run(cfg: SensorConfig) -> int:
+    sensor = Sensor(cfg)
     try:
-        return Sensor(cfg).run()
+        rc = sensor.run()
     except SensorError as exc:
         sys.stderr.write(f"pyhunt: error: {exc}\n")
-        return EXIT_RUNTIME
+        rc = EXIT_RUNTIME
+    if sensor.timed_out:   # sender threads may still hang on a request: do not wait for them
+        _log("grace period over: unsent documents are in the spool")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc

@@ -188,6 +188,7 @@ class BulkWriter:
         self._pending_bytes = 0
         self._prefixes: dict[int, bytes] = {}
         self._dead = None
+        self._templates_checked = False
         self._last_answer: float | None = None   # monotonic time of the cluster's last answer
         self._inflight: dict = {}                 # future (or id while waiting) -> chunk, for close_within
         self.spool = Spool(settings.spool, settings.spool_max_bytes)
@@ -214,6 +215,7 @@ class BulkWriter:
         try:
             if not self.client.indices.exists_index_template(name=names["index"][0]):
                 install_templates(self.client, self.settings.namespace)
+            self._templates_checked = True
         except ApiError as exc:  # e.g. no privilege: documents may still be indexable
             self._fail(f"cannot install the index templates ({describe_error(exc)}); run `pyhunt es setup`")
         except TransportError as exc:
@@ -506,6 +508,8 @@ class BulkWriter:
             self._submit(chunk)
         if self._outage.is_set():
             if not self._broken and time.monotonic() - self._last_probe >= self.probe_interval and self._probe():
+                if not self._templates_checked:
+                    self._ensure_templates()
                 self.drain()
         elif self.spool.segments():
             self.drain()
