@@ -122,3 +122,12 @@ def test_check_config_command(tmp_path):
     assert any("PYHUNT_WORKERS: not an integer" in ln for ln in lines)
     assert any("PYHUNT_ES_URL: required" in ln for ln in lines)
     assert b"Traceback" not in r.stderr
+
+
+def test_every_metric_is_documented():
+    from pyhunt.sensor.http import METRICS
+    for name, typ, _, labels in METRICS:
+        m = re.search(rf"^\| `{name}` \| (\w+) \| ([^|]*) \|", DOC, re.M)
+        assert m, f"{name} is not in docs/sensor-config.md"
+        assert m.group(1) == typ
+        assert set(re.findall(r"`(\w+)`", m.group(2))) == set(labels), name

@@ -98,7 +98,7 @@ class _Exporter(threading.Thread):
         self.writer, self.observer, self.beats = writer, observer, beats
         self.q: queue.Queue = queue.Queue(QUEUE_BATCHES)
         self.flows = self.updates = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         last_flush = time.monotonic()
@@ -116,11 +116,11 @@ class _Exporter(threading.Thread):
             if now - last_flush >= FLUSH_S:
                 self.writer.tick()
                 last_flush = now
-            if batch is None and self._stop.is_set() and self.q.empty():
+            if batch is None and self._halt.is_set() and self.q.empty():
                 return
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 class _Shipper(threading.Thread):
@@ -129,11 +129,11 @@ class _Shipper(threading.Thread):
     def __init__(self, shipper, beats: Heartbeats):
         super().__init__(name="pyhunt-zeek", daemon=True)
         self.shipper, self.beats = shipper, beats
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.error: str | None = None
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.beats.beat("zeek-shipper")
             try:
                 busy = self.shipper.poll() >= self.shipper.max_lines
@@ -142,10 +142,10 @@ class _Shipper(threading.Thread):
                     _log(f"warning: Zeek log shipping: {exc}")
                 self.error = str(exc)
                 busy = False
-            self._stop.wait(0.05 if busy else 0.5)
+            self._halt.wait(0.05 if busy else 0.5)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 class Sensor:
@@ -306,8 +306,8 @@ class Sensor:
                 self._snapshot_capture()
                 if conn is not None:
                     conn.send(self.capture_metrics())
-                if conn.poll() and conn.recv() == "stop":
-                    self.stop_requested.set()
+                    if conn.poll() and conn.recv() == "stop":
+                        self.stop_requested.set()
         self.heartbeats.forget("capture")
         final = self.meter.finish()
         if final is not None and len(final):
