@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write kibana/pyhunt-saved-objects.ndjson, the Kibana saved objects that pyhunt ships.
+"""Write pyhunt/data/kibana-saved-objects.ndjson, the Kibana saved objects that pyhunt ships.
 
 The NDJSON is what you import (Kibana's saved objects import API, or ``pyhunt.kibana``); this script
 is its source, because Kibana's format nests JSON documents inside JSON strings, which nobody should
@@ -17,7 +17,7 @@ import json
 import pathlib
 import sys
 
-OUT = pathlib.Path(__file__).resolve().parent / "pyhunt-saved-objects.ndjson"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "pyhunt" / "data" / "kibana-saved-objects.ndjson"
 
 #: Saved-object format versions these objects are written in: Kibana migrates them on import from
 #: here (8.8 and later import them).

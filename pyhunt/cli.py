@@ -136,7 +136,51 @@ def build_parser() -> argparse.ArgumentParser:
     add_es_arguments(r)
     add_es_command(sub)
     add_sensor_command(sub)
+    add_kibana_command(sub)
     return p
+
+
+def add_kibana_command(sub) -> None:
+    k = sub.add_parser("kibana", help="load pyhunt's data views and dashboard into Kibana",
+                       description="Import the saved objects shipped with pyhunt (data views for flows and Zeek "
+                       "logs, the threat-hunting dashboard) through Kibana's saved objects import API.")
+    ksub = k.add_subparsers(dest="kibana_command", metavar="ACTION", parser_class=type(k))
+    i = ksub.add_parser("import", help="import the saved objects (objects with the same ids are replaced)")
+    i.add_argument("url", metavar="URL", help="Kibana's base URL, e.g. http://localhost:5601")
+    i.add_argument("--file", metavar="NDJSON", help="saved objects to import (default: the ones shipped with pyhunt)")
+    i.add_argument("--space", metavar="ID", help="Kibana space id (default: the default space)")
+    i.add_argument("--api-key", metavar="KEY", default=os.environ.get("PYHUNT_KIBANA_API_KEY"),
+                   help="API key, base64 id:key (env PYHUNT_KIBANA_API_KEY)")
+    i.add_argument("--username", metavar="USER", default=os.environ.get("PYHUNT_KIBANA_USERNAME"),
+                   help="basic-auth user (env PYHUNT_KIBANA_USERNAME)")
+    i.add_argument("--password", metavar="PASS", default=os.environ.get("PYHUNT_KIBANA_PASSWORD"),
+                   help="basic-auth password (prefer the environment variable PYHUNT_KIBANA_PASSWORD)")
+    i.add_argument("--ca-certs", metavar="FILE", help="PEM bundle to verify Kibana's certificate (https)")
+    i.add_argument("--no-overwrite", action="store_true", help="keep objects that already exist (default: replace)")
+    i.add_argument("--timeout", type=_seconds, default=30.0, metavar="S", help="seconds to wait for Kibana (default 30)")
+
+
+def kibana(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from pyhunt.kibana import KibanaImportError, import_saved_objects
+    if args.kibana_command != "import":
+        raise UsageError("name an action: pyhunt kibana import URL")
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"Kibana URL must be http://HOST:PORT or https://...: {args.url!r}")
+    if args.api_key and args.username:
+        raise UsageError("give --api-key or --username, not both")
+    try:
+        answer = import_saved_objects(args.url, args.file, api_key=args.api_key, username=args.username,
+                                      password=args.password, space=args.space, overwrite=not args.no_overwrite,
+                                      ca_file=args.ca_certs, timeout=args.timeout)
+    except KibanaImportError as exc:
+        sys.stderr.write(f"pyhunt: error: {exc}\n")
+        return EXIT_RUNTIME
+    print(f"imported {answer.get('successCount', 0)} saved objects into Kibana at {args.url}"
+          + (f" (space {args.space})" if args.space else ""))
+    return EXIT_OK
 
 
 def add_sensor_command(sub) -> None:
@@ -312,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_es(args)
         if args.command == "sensor":
             return sensor(args)
+        if args.command == "kibana":
+            return kibana(args)
     except UsageError as exc:
         sys.stderr.write(f"pyhunt: error: {exc}\n")
         return EXIT_USAGE

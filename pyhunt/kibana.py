@@ -1,6 +1,7 @@
 """Import pyhunt's Kibana saved objects: data views and the threat-hunting dashboard.
 
-The objects are in ``kibana/pyhunt-saved-objects.ndjson`` (written by ``kibana/make_saved_objects.py``)
+The objects ship in the package as ``pyhunt/data/kibana-saved-objects.ndjson`` (written by
+``kibana/make_saved_objects.py``)
 and go through Kibana's saved objects import API (``POST /api/saved_objects/_import``), the same call
 as Stack Management > Saved objects > Import. Only the standard library is used, so the loader works
 wherever pyhunt is installed.
@@ -25,8 +26,8 @@ class KibanaImportError(RuntimeError):
 
 
 def default_saved_objects_path() -> pathlib.Path:
-    """``kibana/pyhunt-saved-objects.ndjson`` of the source tree this module belongs to."""
-    return pathlib.Path(__file__).resolve().parent.parent / "kibana" / "pyhunt-saved-objects.ndjson"
+    """The saved objects shipped in the package (``pyhunt/data/kibana-saved-objects.ndjson``)."""
+    return pathlib.Path(__file__).resolve().parent / "data" / "kibana-saved-objects.ndjson"
 
 
 def _multipart(filename: str, payload: bytes) -> tuple[bytes, str]:
@@ -58,7 +59,7 @@ def import_saved_objects(kibana_url: str, ndjson: str | os.PathLike | bytes | No
     if ndjson is None:
         ndjson = default_saved_objects_path()
     if isinstance(ndjson, bytes):
-        payload, filename = ndjson, "pyhunt-saved-objects.ndjson"
+        payload, filename = ndjson, "kibana-saved-objects.ndjson"
     else:
         path = pathlib.Path(ndjson)
         try:

@@ -21,7 +21,7 @@ from pyhunt.kibana import KibanaImportError, default_saved_objects_path, import_
 from pyhunt.schema import ECS_FIELDS, es_type, feature_fields
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-NDJSON = ROOT / "kibana" / "pyhunt-saved-objects.ndjson"
+NDJSON = ROOT / "pyhunt" / "data" / "kibana-saved-objects.ndjson"
 SENSOR_DOC = ROOT / "docs" / "sensor-config.md"
 
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
@@ -222,7 +222,7 @@ def test_loader_posts_the_ndjson(kibana):
     boundary = re.search(r"boundary=(\S+)", headers["content-type"]).group(1)
     assert headers["content-type"].startswith("multipart/form-data")
     assert NDJSON.read_bytes() in body and body.rstrip().endswith(f"--{boundary}--".encode())
-    assert b'name="file"; filename="pyhunt-saved-objects.ndjson"' in body
+    assert b'name="file"; filename="kibana-saved-objects.ndjson"' in body
 
 
 def test_loader_space_and_basic_auth(kibana):
@@ -257,3 +257,32 @@ def test_loader_reports_unreachable_kibana_and_missing_file(tmp_path):
         import_saved_objects(f"http://127.0.0.1:{port}", timeout=5)
     with pytest.raises(KibanaImportError, match="cannot read saved objects"):
         import_saved_objects("http://127.0.0.1:9", tmp_path / "missing.ndjson")
+
+
+def test_cli_imports_the_shipped_objects(kibana):
+    from conftest import run_cli
+    _, url = kibana
+    r = run_cli("kibana", "import", url, "--space", "hunt", "--username", "elastic", "--password", "pw")
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"imported 16 saved objects" in r.stdout
+    ((path, headers, body),) = _Kibana.requests
+    assert path == "/s/hunt/api/saved_objects/_import?overwrite=true"
+    assert NDJSON.read_bytes() in body and headers["authorization"].startswith("Basic ")
+
+
+def test_cli_reports_failures_in_one_line(kibana):
+    from conftest import run_cli
+    _, url = kibana
+    _Kibana.answer = (403, {"statusCode": 403, "message": "Forbidden"})
+    r = run_cli("kibana", "import", url)
+    assert r.returncode == 1 and r.stderr.decode().strip().splitlines() == [
+        f"pyhunt: error: Kibana at {url} refused the import: HTTP 403: Forbidden"]
+    r = run_cli("kibana", "import", "localhost:5601")
+    assert r.returncode == 2 and b"Kibana URL must be" in r.stderr
+
+
+def test_saved_objects_ship_in_the_package():
+    import tomllib
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = cfg["tool"]["setuptools"]["package-data"]["pyhunt"]
+    assert any(NDJSON.relative_to(ROOT / "pyhunt").match(p) for p in patterns)
