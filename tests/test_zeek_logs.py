@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -398,6 +397,20 @@ def test_garbage_is_counted_and_skipped(tmp):
     assert len(w.items) == 3
     assert s.stats().parse_errors == {"conn": 3}
     assert len(s.warnings) == 1 and "conn.log" in s.warnings[0] and "\n" not in s.warnings[0]
+
+
+def test_other_logs_pass_through_and_a_record_without_ts_gets_the_read_time(tmp):
+    logs = tmp / "logs"
+    logs.mkdir()
+    w = RecordingWriter()
+    s = _shipper(tmp, w, clock=lambda: T0 + 86400 * 3)
+    (logs / "My-Stats.log").write_bytes(b'{"peer":"zeek","mem":120,"pkts_proc":5}\n')
+    assert s.poll() == 1
+    action, doc = (json.loads(x) for x in w.items[0].splitlines())
+    assert action["create"]["_index"] == "zeek-my_stats-t-2024.01.18"
+    assert doc["@timestamp"] == "2024-01-18T10:00:00.000000Z"
+    assert doc["event"]["dataset"] == "zeek.my_stats" and "category" not in doc["event"]
+    assert doc["zeek"]["my_stats"] == {"peer": "zeek", "mem": 120, "pkts_proc": 5}
 
 
 def test_dropped_documents_are_read_again(tmp):

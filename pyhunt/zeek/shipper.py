@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pyhunt.zeek.ecs import to_document
-from pyhunt.zeek.parse import LineError, TsvHeader, parse_json
+from pyhunt.zeek.parse import LineError, TsvHeader, iso, parse_json
 from pyhunt.zeek.tail import CHECKPOINT_NAME, TailedFile, Tailer
 
 __all__ = ["ZeekShipper", "ZeekStats", "line_id", "index_for"]
@@ -79,7 +79,7 @@ class ZeekShipper:
         """Read, send and commit what is new; returns the number of lines read."""
         now = self.clock()
         todo = self.tailer.scan(now)
-        budget, entries, nread = self.max_lines, [], 0
+        budget, nread = self.max_lines, 0
         for t in todo:
             if budget <= 0:
                 break
@@ -87,10 +87,11 @@ class ZeekShipper:
             lines = self.tailer.read_lines(t, min(budget, self.max_lines_per_file))
             budget -= len(lines)
             nread += len(lines)
+            entries: list[bytes] = []
             self._convert(t, lines, entries, first)
+            if entries:  # file by file: the writer sends (and holds back) while the next file is read
+                self.writer.write_entries(entries)
         self._flush_warnings()
-        if entries:
-            self.writer.write_entries(entries)
         self._commit(now)
         return nread
 
@@ -112,13 +113,14 @@ class ZeekShipper:
                     hdr = self._tsv(t)
                     rec = hdr.parse(line)
                 doc, ts = to_document(log, rec, self.observer)
+                if ts is None:  # a log without ts: the time it was read
+                    ts = self.clock()
+                    doc = {"@timestamp": iso(ts), **doc}
                 body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
             except (LineError, ValueError, TypeError) as exc:
                 self._parse_error(t, end - len(line) - 1, str(exc))
                 continue
-            if ts is None:
-                ts = self.clock()
-            elif first:  # the oldest unshipped line's own time, when it is older than when we saw it
+            if first:  # the oldest unshipped line's own time, when it is older than when we saw it
                 first = False
                 if t.pending_since is not None and ts < t.pending_since:
                     t.pending_since = ts

@@ -71,8 +71,9 @@ class Tailer:
         self.chunk_bytes = chunk_bytes
         self.max_line_bytes = max_line_bytes
         self.files: dict[tuple[int, int], TailedFile] = {}
+        self.warnings: list[str] = []  # one line each, for the caller to print
         self._saved: dict[str, dict] = self._load()
-        self.warnings: list[str] = []
+        self._last_saved: dict[str, dict] | None = None
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _load(self) -> dict[str, dict]:
@@ -82,7 +83,7 @@ class Tailer:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            self.warnings = [f"ignoring unreadable checkpoint file {self.checkpoint_path}: {exc}"]
+            self.warnings.append(f"ignoring the unreadable checkpoint file {self.checkpoint_path}: {exc}")
             return {}
         files = data.get("files") if isinstance(data, dict) else None
         return files if isinstance(files, dict) else {}
@@ -91,6 +92,8 @@ class Tailer:
         """Write the committed offsets of the files still there (atomically, durably)."""
         files = {t.key: {"name": t.name, "log": t.log, "offset": t.committed, "head": t.head}
                  for t in self.files.values() if not t.gone}
+        if files == self._last_saved:
+            return  # nothing moved: no write, no fsync
         body = json.dumps({"version": 1, "files": files}, indent=0, sort_keys=True).encode()
         d = os.path.dirname(self.checkpoint_path) or "."
         os.makedirs(d, exist_ok=True)
@@ -100,6 +103,7 @@ class Tailer:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.checkpoint_path)
+        self._last_saved = files
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
