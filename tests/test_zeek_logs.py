@@ -417,15 +417,20 @@ def test_dropped_documents_are_read_again(tmp):
     logs = tmp / "logs"
     logs.mkdir()
     w = RecordingWriter()
-    s = _shipper(tmp, w)
+    now = [T0]
+    s = _shipper(tmp, w, clock=lambda: now[0])
     lines = [json_line(conn_rec(i)) for i in range(4)]
     (logs / "conn.log").write_bytes(b"".join(lines))
     w.drop_next = True
     assert s.poll() == 4
     assert w.items == [] and s.stats().lines_shipped == {}
     assert not (tmp / "state" / CHECKPOINT_NAME).exists()
+    assert len(s.warnings) == 1 and "spool is full" in s.warnings[0]
+    assert s.poll() == 0, "after a full spool the shipper waits before reading again"
+    now[0] += 1
     assert s.poll() == 4
     assert len(w.items) == 4 and s.stats().lines_shipped == {"conn": 4}
+    assert w.ids() == [line_id("conn", ln.rstrip(b"\n")) for ln in lines]
 
 
 def test_tsv_resumes_in_the_middle_with_its_headers(tmp):

@@ -71,6 +71,7 @@ class ZeekShipper:
         self.tailer = Tailer(log_dir, os.path.join(os.fspath(state_dir), CHECKPOINT_NAME))
         self._stats = ZeekStats()
         self._uncommitted: dict[str, int] = {}
+        self._hold, self._hold_until = 0.0, 0.0  # back-off after a full spool
         self._lock = threading.Lock()
         self._flush_warnings()
 
@@ -78,6 +79,9 @@ class ZeekShipper:
     def poll(self) -> int:
         """Read, send and commit what is new; returns the number of lines read."""
         now = self.clock()
+        if now < self._hold_until:  # the spool was full: let the writer catch up first
+            self._update_gauges(now)
+            return 0
         todo = self.tailer.scan(now)
         budget, nread = self.max_lines, 0
         for t in todo:
@@ -145,10 +149,15 @@ class ZeekShipper:
     def _parse_error(self, t: TailedFile, offset: int, why: str) -> None:
         with self._lock:
             self._stats.parse_errors[t.log] = self._stats.parse_errors.get(t.log, 0) + 1
+        self._warn_limited(f"parse:{t.log}",
+                           f"{t.name} at byte {max(offset, 0)}: skipped a line that is not a Zeek record: {why}")
+
+    def _warn_limited(self, key: str, msg: str) -> None:
+        """At most one warning line per ``key`` every 10 seconds."""
         now = time.monotonic()
-        if now - self._last_warn.get(t.log, -1e9) >= 10:  # at most one line per log per 10 s
-            self._last_warn[t.log] = now
-            self._warn(f"{t.name} at byte {max(offset, 0)}: skipped a line that is not a Zeek record: {why}")
+        if now - self._last_warn.get(key, -1e9) >= 10:
+            self._last_warn[key] = now
+            self._warn(msg)
 
     def _flush_warnings(self) -> None:
         for w in self.tailer.warnings:
@@ -162,29 +171,41 @@ class ZeekShipper:
         if self.writer.stats.dropped != dropped:
             self.tailer.rewind()
             self._uncommitted.clear()
-            self._warn("the Elasticsearch spool is full: lines will be read again")
+            self._hold = min(max(2 * self._hold, 1.0), 30.0)
+            self._hold_until = now + self._hold
+            self._warn_limited("spool", f"the Elasticsearch spool is full: the lines will be read again in "
+                                        f"{self._hold:.0f} s")
             self._update_gauges(now)
             return
+        self._hold = 0.0
         done = self.tailer.commit(now)
-        self.tailer.save()
         with self._lock:
             for log, n in self._uncommitted.items():
                 self._stats.lines_shipped[log] = self._stats.lines_shipped.get(log, 0) + n
         self._uncommitted.clear()
-        if self.delete_rotated:
+        try:
+            self.tailer.save()
+        except OSError as exc:  # the lines are accepted; a restart would send them again (409s)
+            self._warn_limited("save", f"cannot write {self.tailer.checkpoint_path}: {exc.strerror or exc}")
+            done = []  # keep rotated files until a checkpoint says they were shipped
+        if self.delete_rotated and done:
             for t in done:
                 try:
                     os.unlink(os.path.join(self.tailer.dir, t.name))
-                    with self._lock:
-                        self._stats.files_deleted += 1
+                    deleted = 1
                 except FileNotFoundError:
-                    pass
+                    deleted = 0
                 except OSError as exc:
-                    self._warn(f"cannot delete the shipped file {t.name}: {exc.strerror or exc}")
+                    self._warn_limited(f"unlink:{t.name}", f"cannot delete the shipped file {t.name}: "
+                                                           f"{exc.strerror or exc}")
                     continue
+                with self._lock:
+                    self._stats.files_deleted += deleted
                 self.tailer.forget(t)
-            if done:
+            try:
                 self.tailer.save()
+            except OSError:
+                pass  # said above; the next commit tries again
         self._update_gauges(now)
 
     def _update_gauges(self, now: float) -> None:
