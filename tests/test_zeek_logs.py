@@ -200,11 +200,17 @@ def test_tsv_headers_types_sets_and_escapes():
 
 def test_json_lines_and_times():
     assert parse_json(b'{"ts":1.5,"a":[1]}') == {"ts": 1.5, "a": [1]}
-    for bad in (b"{not json", b"[1,2]", b"\xff\xfe"):
+    for bad in (b"{not json", b"[1,2]", b"\xff\xfe", b'{"ts":NaN}', b"[" * 100_000):
         with pytest.raises(LineError):
             parse_json(bad)
     assert epoch("2024-01-15T10:00:00.250000Z") == epoch(1705312800.25) == 1705312800.25
     assert epoch("garbage") is None and epoch(True) is None
+    assert epoch(1e20) is None and epoch(-5) is None and epoch(float("nan")) is None
+    # values that do not fit their mapping stay out of the ECS fields instead of failing the line
+    doc, ts = to_document("conn", {"ts": 1e20, "duration": 1e300, "uid": "C1"}, "s")
+    assert ts is None and "@timestamp" not in doc and "duration" not in doc["event"]
+    assert doc["zeek"]["connection"]["duration"] == 1e300
+    json.dumps(doc, allow_nan=False)
 
 
 @pytest.mark.parametrize("log", sorted(SAMPLES))

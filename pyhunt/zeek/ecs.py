@@ -339,7 +339,7 @@ def _put(doc: dict, path: str, value: Any) -> None:
 def to_document(log: str, rec: dict, observer: str) -> tuple[dict, float | None]:
     """(ECS document, epoch of ``ts`` or None) of one parsed Zeek record of log ``log``."""
     flat: dict[str, Any] = {}
-    named = set()
+    named, unfit = set(), set()
     for row, fn in rows_for(log):
         named.add(row.zeek)
         v = rec.get(row.zeek)
@@ -347,8 +347,9 @@ def to_document(log: str, rec: dict, observer: str) -> tuple[dict, float | None]
             continue
         try:
             v = fn(v)
-        except (TypeError, ValueError):
-            continue  # a value of another form than the mapping expects: it stays under zeek.<log> below
+        except (TypeError, ValueError, ArithmeticError):
+            unfit.add(row.zeek)  # a value of another form than the mapping expects: kept under zeek.<log>
+            continue
         if v is None:
             continue
         if row.target in flat:
@@ -357,7 +358,7 @@ def to_document(log: str, rec: dict, observer: str) -> tuple[dict, float | None]
             continue
         flat[row.target] = v
     ns, category, etype = LOGS.get(log, (log, None, None))
-    own = {k: v for k, v in rec.items() if k not in named}
+    own = {k: v for k, v in rec.items() if k not in named or k in unfit}
     ts = epoch(rec.get("ts"))
     doc: dict[str, Any] = {}
     if "@timestamp" in flat:

@@ -24,12 +24,16 @@ class LineError(ValueError):
 def parse_json(line: bytes) -> dict:
     """One JSON log line -> its object."""
     try:
-        rec = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        rec = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
         raise LineError(f"not JSON ({str(exc)[:80]})") from None
     if not isinstance(rec, dict):
         raise LineError("not a JSON object")
     return rec
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a Zeek value")
 
 
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
@@ -137,28 +141,31 @@ class TsvHeader:
         return out
 
 
+_MAX_EPOCH = 253_402_300_800.0  # 10000-01-01: beyond it no date type can hold the time
+
+
 def epoch(value: Any) -> float | None:
-    """A Zeek time (epoch number or ISO 8601 string) -> epoch seconds; None if it is neither."""
+    """A Zeek time (epoch number or ISO 8601 string) -> epoch seconds; None if it is neither or is
+    outside 1970..9999."""
+    t: float | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
+        t = float(value)
+    elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
-        except ValueError:
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+            t = dt.timestamp()
+        except (ValueError, OverflowError):
             try:
-                return _finite(float(value))
+                t = float(value)
             except ValueError:
                 return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return dt.timestamp()
-    return None
-
-
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None
+    if t is None or not (0.0 <= t < _MAX_EPOCH):  # also NaN
+        return None
+    return t
 
 
 def iso(t: float) -> str:

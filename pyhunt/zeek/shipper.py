@@ -121,7 +121,7 @@ class ZeekShipper:
                     ts = self.clock()
                     doc = {"@timestamp": iso(ts), **doc}
                 body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-            except (LineError, ValueError, TypeError) as exc:
+            except (LineError, ValueError, TypeError, ArithmeticError, RecursionError) as exc:
                 self._parse_error(t, end - len(line) - 1, str(exc))
                 continue
             if first:  # the oldest unshipped line's own time, when it is older than when we saw it
