@@ -595,32 +595,60 @@ def _writer(url: str, ns: str, state, **kw):
                                  dead_letter=str(state / "dead.ndjson"), **kw)).open()
 
 
+def _tsv_records(data: bytes) -> list[tuple[bytes, dict]]:
+    """(line, record) of every data line of a TSV log."""
+    h, out = TsvHeader(), []
+    for line in data.splitlines():
+        if line.startswith(b"#"):
+            h.header(line)
+        elif line:
+            out.append((line, h.parse(line)))
+    return out
+
+
+def _check_index(es, pattern: str, expected: dict[str, tuple[str, dict]]) -> list[dict]:
+    """Elasticsearch holds exactly the expected documents: _id -> (index, _source)."""
+    hits = _zeek_index_docs(es, pattern)
+    got = {h["_id"]: h for h in hits}
+    assert len(got) == len(hits) == len(expected)
+    assert got.keys() == expected.keys()
+    for _id, (index, doc) in expected.items():
+        assert got[_id]["_index"] == index and got[_id]["_source"] == doc, _id
+    return hits
+
+
 def test_every_log_type_json_and_tsv_into_elasticsearch(zeek_es, tmp):
     es, pattern = zeek_es
     logs, state = tmp / "logs", tmp / "state"
     logs.mkdir()
     expected: dict[str, tuple[str, dict]] = {}  # _id -> (index, document)
+
+    def expect(log: str, line: bytes, rec: dict):
+        doc, ts = to_document(log, rec, "e2e")
+        expected[line_id(log, line)] = (index_for(log, es.namespace, ts), doc)
+
     for log, (rec, _) in SAMPLES.items():
         line = json_line(rec)
         (logs / f"{log}.log").write_bytes(line)
-        doc, ts = to_document(log, rec, "e2e")
-        expected[line_id(log, line.rstrip(b"\n"))] = (index_for(log, es.namespace, ts), doc)
-    # conn as TSV, across midnight UTC (two daily indices), rotated in the middle of shipping
-    recs = [conn_rec(100 + i, T0 + 50_000 + i * 10) for i in range(400)]
-    tsv = [tsv_line(r, CONN_FIELDS) for r in recs]
-    for r, line in zip(recs, tsv):
-        doc, ts = to_document("conn", {k: v for k, v in r.items()}, "e2e")
-        expected[line_id("conn_tsv", line.rstrip(b"\n"))] = (index_for("conn_tsv", es.namespace, ts),
-                                                               {**doc, "event": {**doc["event"], "dataset": "zeek.conn_tsv"}})
-    hdr = tsv_header("conn", CONN_FIELDS)
-    (logs / "conn_tsv.log").write_bytes(hdr + b"".join(tsv[:150]))
+        expect(log, line.rstrip(b"\n"), rec)
     w = _writer(es.url, es.namespace, state, batch_bytes=16 * 1024)
     s = ZeekShipper(logs, state, w, observer="e2e", max_lines=100)
+    assert s.poll() == len(SAMPLES)
+    # the user switches conn to TSV at a rotation; its lines cross midnight UTC (two daily indices),
+    # and the next rotation comes in the middle of shipping
+    os.rename(logs / "conn.log", logs / "conn.2024-01-15-10-00-00.log")
+    recs = [conn_rec(100 + i, T0 + 50_000 + i * 10) for i in range(400)]
+    tsv = [tsv_line(r, CONN_FIELDS) for r in recs]
+    for line in tsv:
+        ((raw, rec),) = _tsv_records(tsv_header("conn", CONN_FIELDS) + line)
+        expect("conn", raw, rec)
+    hdr = tsv_header("conn", CONN_FIELDS)
+    (logs / "conn.log").write_bytes(hdr + b"".join(tsv[:150]))
     s.poll()
-    with open(logs / "conn_tsv.log", "ab") as f:
+    with open(logs / "conn.log", "ab") as f:
         f.write(b"".join(tsv[150:250]))
-    os.rename(logs / "conn_tsv.log", logs / "conn_tsv.2024-01-16-00-00-00.log")
-    (logs / "conn_tsv.log").write_bytes(hdr + b"".join(tsv[250:]))
+    os.rename(logs / "conn.log", logs / "conn.2024-01-16-00-00-00.log")
+    (logs / "conn.log").write_bytes(hdr + b"".join(tsv[250:]))
     for _ in range(20):
         if s.poll() == 0:
             break
@@ -628,31 +656,58 @@ def test_every_log_type_json_and_tsv_into_elasticsearch(zeek_es, tmp):
     stats = w.close()
     assert stats.dead_lettered == stats.pending == stats.dropped == 0, stats
     assert sum(zs.lines_shipped.values()) == len(SAMPLES) + 400 and zs.parse_errors == {}
-    assert not (logs / "conn_tsv.2024-01-16-00-00-00.log").exists()
-    hits = _zeek_index_docs(es, pattern)
-    assert len(hits) == len(expected)
-    got = {h["_id"]: h for h in hits}
-    assert got.keys() == expected.keys()
-    for _id, (index, doc) in expected.items():
-        assert got[_id]["_index"] == index
-        if not index.startswith("zeek-conn_tsv"):
-            assert got[_id]["_source"] == doc
-    days = {h["_index"].rsplit("-", 1)[1] for h in hits if h["_index"].startswith("zeek-conn_tsv")}
+    assert zs.files_deleted == 2 and not list(logs.glob("conn.*.log"))
+    hits = _check_index(es, pattern, expected)
+    days = {h["_index"].rsplit("-", 1)[1] for h in hits if h["_index"].startswith("zeek-conn-")}
     assert days == {"2024.01.15", "2024.01.16"}
     # the mapped fields are searchable with their types
     r = es.client.search(index=pattern, query={"term": {"dns.resolved_ip": "93.184.216.34"}})
     assert r["hits"]["total"]["value"] == 1
     r = es.client.search(index=pattern, query={"range": {"file.x509.not_after": {"gte": "2024-12-31"}}})
     assert r["hits"]["total"]["value"] == 1
-    # shipping everything again from scratch: every line is a duplicate, nothing is stored twice
+    r = es.client.search(index=pattern, query={"range": {"event.duration": {"gte": 1_500_000_000}}})
+    assert r["hits"]["total"]["value"] == 401
+    # shipping the directory again from scratch: every line is a duplicate, nothing is stored twice
     (state / CHECKPOINT_NAME).unlink()
     w = _writer(es.url, es.namespace, state)
     s = ZeekShipper(logs, state, w, observer="e2e")
     s.poll()
     s.close()
     st = w.close()
-    assert st.duplicates == len(SAMPLES) + 150 and st.sent == 0 and st.dead_lettered == 0
-    assert len(_zeek_index_docs(es, pattern)) == len(expected)
+    assert st.duplicates == len(SAMPLES) - 1 + 150 and st.sent == 0 and st.dead_lettered == 0
+    _check_index(es, pattern, expected)
+
+
+def test_zeek_written_logs_into_elasticsearch(zeek_es, tmp):
+    """Zeek's own TSV conn.logs (../shared/zeek-parity), as rotated files: all shipped, then deleted."""
+    cases = [p for p in sorted(shared_path("zeek-parity", "cases").glob("*/conn.log"))
+             if b"\n#fields\t" in p.read_bytes()]
+    es, pattern = zeek_es
+    logs, state = tmp / "logs", tmp / "state"
+    logs.mkdir()
+    expected: dict[str, tuple[str, dict]] = {}
+    n = 0
+    for k, path in enumerate(cases):
+        out = []
+        for line in path.read_bytes().splitlines(keepends=True):
+            if line.startswith(b"XXXXXXXXXX.XXXXXX"):  # btest's masked timestamps: a real one, each its own
+                n += 1
+                line = f"{T0 + n:.6f}".encode() + line[len(b"XXXXXXXXXX.XXXXXX"):]
+            out.append(line)
+        data = b"".join(out)
+        (logs / f"conn.2024-01-14-00-{k // 60:02d}-{k % 60:02d}.log").write_bytes(data)
+        for raw, rec in _tsv_records(data):
+            doc, ts = to_document("conn", rec, "zp")
+            expected[line_id("conn", raw)] = (index_for("conn", es.namespace, ts), doc)
+    w = _writer(es.url, es.namespace, state)
+    s = ZeekShipper(logs, state, w, observer="zp")
+    s.poll()
+    zs = s.close()
+    st = w.close()
+    assert st.dead_lettered == st.pending == 0 and zs.parse_errors == {}
+    assert zs.files_deleted == len(cases) > 40 and list(logs.iterdir()) == []
+    assert len(expected) > 200
+    _check_index(es, pattern, expected)
 
 
 def _shipper_cmd(logs, state, url: str, ns: str, *extra: str) -> list[str]:
