@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, run_cli, shared_path
 from es_fixture import es, es_node  # noqa: F401 - fixtures
@@ -22,7 +23,7 @@ from pyhunt.sinks.templates import flatten, zeek_properties
 from pyhunt.zeek.ecs import ROWS, render_table, to_document
 from pyhunt.zeek.parse import LineError, TsvHeader, epoch, parse_json
 from pyhunt.zeek.shipper import ZeekShipper, index_for, line_id
-from pyhunt.zeek.tail import CHECKPOINT_NAME
+from pyhunt.zeek.tail import CHECKPOINT_NAME, Tailer
 
 SENSOR_DOC = ROOT / "docs" / "sensor-config.md"
 T0 = 1_705_312_800.0  # 2024-01-15T10:00:00Z
@@ -304,6 +305,39 @@ def test_zeek_ship_help_matches_docs():
 
 
 # -- the tailer, with a writer that records what it is given ---------------------------------------
+
+@settings(max_examples=80, deadline=None)
+@given(lines=st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\n", b"x")), max_size=25),
+       cuts=st.lists(st.integers(0, 9000), max_size=6), terminated=st.booleans(), rotate=st.booleans())
+def test_tailer_hands_on_exactly_the_complete_lines(tmp_path_factory, lines, cuts, terminated, rotate):
+    """Lines across chunk boundaries (64-byte chunks), longer than a chunk, written in pieces; the last
+    line waits for its newline unless the file was rotated (closed)."""
+    logs = tmp_path_factory.mktemp("tail")
+    tl = Tailer(logs, logs.parent / f"{logs.name}.json", chunk_bytes=64, max_line_bytes=1024)
+    data = b"\n".join(lines) + (b"\n" if terminated and lines else b"")
+    path = logs / "conn.log"
+    path.write_bytes(b"")
+    got: list[bytes] = []
+    done = 0
+    for point in sorted({min(c, len(data)) for c in cuts} | {len(data)}):
+        with open(path, "ab") as f:
+            f.write(data[done:point])
+        done = point
+        if point == len(data) and rotate:
+            path = path.rename(logs / "conn.2024-01-15-10-15-00.log")
+        for t in tl.scan(0.0):
+            for _ in range(len(lines) + 2):
+                more = tl.read_lines(t, 7)
+                if not more:
+                    break
+                got += [line for _, line in more]
+                assert more[-1][0] == t.offset
+    complete = lines if (terminated or rotate) else lines[:-1]
+    if rotate and not terminated and lines and lines[-1] == b"":
+        complete = lines[:-1]  # an empty unterminated last line is no line at all
+    assert got == complete
+
+
 
 class RecordingWriter:
     """Stands in for the BulkWriter where no cluster is involved: keeps the items, can drop them."""

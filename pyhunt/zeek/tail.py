@@ -200,7 +200,7 @@ class Tailer:
                             out.append((pos + len(buf), buf))
                             pos += len(buf)
                         break
-                    nxt = self._skip_long_line(f.fileno(), pos, out)
+                    nxt = self._long_line(f.fileno(), pos, closed, out)
                     if nxt is None:
                         break
                     pos = nxt
@@ -216,21 +216,22 @@ class Tailer:
         t.offset = pos
         return out
 
-    def _skip_long_line(self, fd: int, pos: int, out: list) -> int | None:
-        """A line with no newline within a chunk: find its end (bounded) and hand on an empty line."""
-        scanned = pos
+    def _long_line(self, fd: int, pos: int, closed: bool, out: list) -> int | None:
+        """A line longer than a chunk (none of whose bytes is a newline): read it whole if it ends within
+        ``max_line_bytes``; a longer one is skipped, handed on as b"" (the caller counts a bad line).
+        None: it has no newline yet."""
+        scanned = pos + self.chunk_bytes
         while scanned - pos < self.max_line_bytes:
             buf = os.pread(fd, self.chunk_bytes, scanned)
-            if not buf:
-                return None  # not complete yet: wait for its newline
             nl = buf.find(b"\n")
-            if nl >= 0:
-                out.append((scanned + nl + 1, b""))
-                self.warnings.append(f"a line of more than {self.chunk_bytes} bytes at offset {pos} skipped")
-                return scanned + nl + 1
+            if nl >= 0 or (closed and len(buf) < self.chunk_bytes):
+                end = scanned + (nl if nl >= 0 else len(buf))
+                out.append((end + (nl >= 0), os.pread(fd, end - pos, pos)))
+                return end + (nl >= 0)
+            if len(buf) < self.chunk_bytes:
+                return None
             scanned += len(buf)
-        out.append((scanned, b""))  # longer than any Zeek record: skip what we scanned
-        self.warnings.append(f"a line of more than {self.max_line_bytes} bytes at offset {pos} skipped")
+        out.append((scanned, b""))  # longer than any Zeek record: skip what was scanned
         return scanned
 
     def header_lines(self, t: TailedFile, limit: int = 64 << 10) -> list[bytes]:
