@@ -307,7 +307,8 @@ def test_zeek_ship_help_matches_docs():
 # -- the tailer, with a writer that records what it is given ---------------------------------------
 
 @settings(max_examples=80, deadline=None)
-@given(lines=st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\n", b"x")), max_size=25),
+@given(lines=st.lists(st.one_of(st.binary(max_size=30), st.binary(min_size=65, max_size=300))
+                      .map(lambda b: b.replace(b"\n", b"x")), max_size=25),
        cuts=st.lists(st.integers(0, 9000), max_size=6), terminated=st.booleans(), rotate=st.booleans())
 def test_tailer_hands_on_exactly_the_complete_lines(tmp_path_factory, lines, cuts, terminated, rotate):
     """Lines across chunk boundaries (64-byte chunks), longer than a chunk, written in pieces; the last
