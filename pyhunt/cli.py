@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_es_arguments(r)
     add_es_command(sub)
     add_sensor_command(sub)
+    add_zeek_command(sub)
     add_kibana_command(sub)
     return p
 
@@ -204,6 +205,25 @@ def add_sensor_command(sub) -> None:
     s.add_argument("--config", metavar="FILE", help="TOML config file (instead of PYHUNT_CONFIG)")
     s.add_argument("--check-config", action="store_true",
                    help="print the effective configuration and exit (status 2 if it is invalid)")
+
+
+def add_zeek_command(sub) -> None:
+    """`pyhunt zeek-ship`: the Zeek log shipper of the sensor, run alone (pyhunt.zeek.command)."""
+    z = sub.add_parser("zeek-ship", help="ship Zeek's logs to Elasticsearch",
+                       description="Tail the *.log files of a Zeek log directory (JSON or TSV, rotation followed), "
+                       "map each line to ECS and send it to Elasticsearch with the create op and a content-derived "
+                       "_id; offsets are checkpointed in STATE_DIR. Runs until SIGTERM/SIGINT, or with --once "
+                       "until the directory is shipped. See docs/sensor-config.md, 'Zeek logs'.")
+    z.add_argument("--dir", required=True, metavar="DIR", help="Zeek's log directory (PYHUNT_ZEEK_LOG_DIR)")
+    z.add_argument("--state-dir", required=True, metavar="DIR",
+                   help="checkpoints, and the spool and dead-letter file unless --es-spool/--es-dead-letter are "
+                   "given (PYHUNT_STATE_DIR)")
+    z.add_argument("--once", action="store_true", help="ship what is there, then exit")
+    z.add_argument("--interval", type=_seconds, default=1.0, metavar="S",
+                   help="seconds between polls of the directory (default 1)")
+    z.add_argument("--observer", metavar="NAME", help="observer.hostname in the documents (default: this host)")
+    from pyhunt.escli import add_es_arguments
+    add_es_arguments(z, required=True)
 
 
 def _open_output(path: str | None) -> tuple[BinaryIO, bool]:
@@ -358,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sensor(args)
         if args.command == "kibana":
             return kibana(args)
+        if args.command == "zeek-ship":
+            from pyhunt.zeek.command import run_zeek_ship
+            return run_zeek_ship(args)
     except UsageError as exc:
         sys.stderr.write(f"pyhunt: error: {exc}\n")
         return EXIT_USAGE

@@ -152,6 +152,7 @@ class SinkStats:
     drained: int = 0        # taken from the spool and indexed (included in sent)
     dropped: int = 0        # spool full: lost, counted here
     pending: int = 0        # still in the spool at the end (sent by the next run)
+    duplicates: int = 0     # ``create`` answered 409: the document was already there (a re-sent Zeek line)
 
 
 class _Chunk:
@@ -390,17 +391,19 @@ class BulkWriter:
             if not body.get("errors"):
                 self._count(sent=len(entries), drained=len(entries) if from_spool else 0)
                 break
-            retry, ok = [], 0
+            retry, ok, dup = [], 0, 0
             for e, item in zip(entries, body["items"]):
                 r = next(iter(item.values()))
                 st = r.get("status", 0)
                 if st < 300:
                     ok += 1
+                elif st == 409 and "create" in item:  # create-only documents (Zeek lines): already stored
+                    dup += 1
                 elif st in RETRY_STATUSES or st >= 500:
                     retry.append(e)
                 else:
                     self._dead_letter(e, r)
-            self._count(sent=ok, drained=ok if from_spool else 0)
+            self._count(sent=ok, drained=ok if from_spool else 0, duplicates=dup)
             if retry and attempt >= self.settings.max_retries:
                 self._fail(f"Elasticsearch kept rejecting documents ({len(retry)} spooled after "
                            f"{attempt} retries)")
@@ -433,7 +436,7 @@ class BulkWriter:
 
     def _dead_letter(self, entry: bytes, result: dict) -> None:
         action, _, doc = entry.partition(b"\n")
-        meta = json.loads(action).get("index", {})
+        meta = next(iter(json.loads(action).values()), {})  # index or create
         rec = {"@timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": result.get("status"),
                "reason": (result.get("error") or {}).get("reason") if isinstance(result.get("error"), dict)
                else str(result.get("error")), "error": result.get("error"),

@@ -15,6 +15,14 @@ import time
 __all__ = ["Spool", "Segment"]
 
 
+def _fsync_dir(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Segment:
     """One spooled bulk body on disk."""
 
@@ -71,4 +79,5 @@ class Spool:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.dir / f"{name}.bulk")
+            _fsync_dir(self.dir)  # the rename itself survives a power loss (callers checkpoint after put)
         return True

@@ -18,8 +18,8 @@ __all__ = ["flow_properties", "zeek_properties", "flow_templates", "flatten", "s
 FLOW_PREFIX = "pyhunt-flow"
 ZEEK_PREFIX = "zeek"
 
-#: ECS fields every Zeek log carries (Elastic's Zeek integration names); the log-specific ones are
-#: not indexed (dynamic false) until pyhunt ships Zeek log mappings.
+#: ECS fields every Zeek log may carry (Elastic's Zeek integration names); the log-specific ones come
+#: from pyhunt.zeek.ecs.ROWS, and fields named by neither are not indexed (dynamic false).
 _ZEEK_CORE = ("@timestamp", "ecs.version", "event.kind", "event.category", "event.type", "event.dataset",
               "event.id", "event.start", "event.end", "event.duration", "source.ip", "source.port",
               "source.bytes", "source.packets", "destination.ip", "destination.port", "destination.bytes",
@@ -46,8 +46,15 @@ def flow_properties() -> dict:
 
 
 def zeek_properties() -> dict:
+    """Mapping properties of the Zeek log documents: the core fields and every field of the mapping
+    table (pyhunt.zeek.ecs.ROWS, documented in docs/sensor-config.md). A field has one type."""
+    from pyhunt.zeek.ecs import ROWS
     types = {p: t for p, t, _ in ECS_FIELDS}
-    return _nest([(p, types[p]) for p in _ZEEK_CORE])
+    pairs = {p: types[p] for p in _ZEEK_CORE}
+    for r in ROWS:
+        if pairs.setdefault(r.target, r.es_type) != r.es_type:
+            raise ValueError(f"{r.target} is mapped both as {pairs[r.target]} and {r.es_type}")
+    return _nest(sorted(pairs.items()))
 
 
 def flatten(props: dict, prefix: str = "") -> dict[str, str]:
