@@ -105,3 +105,10 @@ def test_no_flow_lost_across_batches(tmp_path, fmt):
     a = b"".join(b.to_ndjson(fmt, observer="x") for b in small.read(str(SAMPLE)))
     b = b"".join(b.to_ndjson(fmt, observer="x") for b in big.read(str(SAMPLE)))
     assert a == b and a
+
+
+def test_every_subpackage_is_packaged():
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "pyhunt").rglob("__init__.py")}
+    assert found == listed, found ^ listed

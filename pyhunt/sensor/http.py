@@ -64,6 +64,7 @@ METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("pyhunt_zeek_lines_shipped_total", "counter", "Zeek log lines accepted by the writer, by log", ("log",)),
     ("pyhunt_zeek_parse_errors_total", "counter", "Zeek log lines that could not be parsed, by log", ("log",)),
     ("pyhunt_zeek_log_lag_seconds", "gauge", "age of the oldest Zeek log line not yet shipped, by log", ("log",)),
+    ("pyhunt_zeek_files_followed", "gauge", "Zeek log files being tailed", ()),
     ("pyhunt_up", "gauge", "1 while the sensor runs", ()),
 )
 

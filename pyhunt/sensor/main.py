@@ -201,6 +201,7 @@ class Sensor:
             m["pyhunt_zeek_lines_shipped_total"] = dict(st.lines_shipped)
             m["pyhunt_zeek_parse_errors_total"] = dict(st.parse_errors)
             m["pyhunt_zeek_log_lag_seconds"] = dict(st.lag_seconds)
+            m["pyhunt_zeek_files_followed"] = st.files_followed
         return m
 
     def capture_metrics(self) -> dict:
