@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_es_arguments(r)
     add_es_command(sub)
     add_sensor_command(sub)
+    from pyhunt.hunts.cli import add_hunt_commands
+    add_hunt_commands(sub)
     return p
 
 
@@ -312,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_es(args)
         if args.command == "sensor":
             return sensor(args)
+        if args.command in ("hunt", "report"):
+            from pyhunt.hunts.cli import run_hunt_command
+            return run_hunt_command(args)
     except UsageError as exc:
         sys.stderr.write(f"pyhunt: error: {exc}\n")
         return EXIT_USAGE
