@@ -27,7 +27,7 @@ def _limit(text: str) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     from pyhunt.escli import add_es_arguments
-    p.add_argument("--input", "-i", nargs="+", metavar="FILE", default=[],
+    p.add_argument("--input", "-i", nargs="+", action="extend", metavar="FILE", default=[],
                    help="offline input: pyhunt NDJSON (ecs or zeek-json) and Zeek conn.log/dns.log, JSON or TSV, "
                    "gzip'd or not")
     p.add_argument("--since", metavar="WHEN", help="only data from this time on: ISO 8601, epoch seconds, or a "
@@ -51,7 +51,8 @@ def add_hunt_commands(sub) -> None:
                        "score (0-1) with a level (low, medium, high) and the flow ids and Community IDs to pivot on.",
                        epilog="hunts:\n" + names + "\n\nthresholds (-t NAME=VALUE) and scores: docs/hunting.md",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    h.add_argument("name", choices=list(HUNTS), metavar="NAME", help="the hunt: " + ", ".join(HUNTS))
+    h.add_argument("name", choices=list(HUNTS), metavar="NAME", help="the hunt: " + ", ".join(HUNTS)
+                   + " (name it before --input, which takes several files)")
     h.add_argument("--format", "-f", choices=("table", "json"), default="table",
                    help="table (default) or json (one object with the findings)")
     h.add_argument("--min-level", choices=("low", "medium", "high"), default="low",
@@ -181,10 +182,16 @@ def run_hunt_command(args) -> int:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
             n_high = sum(f.level == "high" for fs in results.values() for f in fs)
             sys.stderr.write(f"report: {sum(map(len, results.values()))} findings ({n_high} high) in {args.output}\n")
+        for w in dict.fromkeys(getattr(source, "warnings", [])):
+            sys.stderr.write(f"pyhunt: warning: {w}\n")
         if getattr(source, "bad_lines", 0):
             sys.stderr.write(f"pyhunt: warning: {source.bad_lines:,} input lines were not flows or DNS queries\n")
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - Elasticsearch failures become one line
+        from pyhunt.hunts.es import PartialResults
+        if isinstance(exc, PartialResults):
+            sys.stderr.write(f"pyhunt: error: Elasticsearch: {exc}\n")
+            return EXIT_RUNTIME
         try:
             from elasticsearch import ApiError, TransportError
             from pyhunt.sinks.elasticsearch import describe_error

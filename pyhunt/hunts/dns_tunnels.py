@@ -97,6 +97,8 @@ def es(src, p: HuntParams) -> list[Finding]:
     wildcard search for evidence and a terms aggregation of the sources."""
     field = src.keyword_field(src.dns_index, "dns.question.name")
     if field is None:
+        src.warnings.append(f"no Zeek DNS queries to hunt in: {src.dns_index} has no aggregatable keyword field "
+                            "dns.question.name (no dns logs shipped, or a mapping without it)")
         return []
     tf = src.time_filter(p.since, p.until)
     cap = int(p.t("max_names", 50000))

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-__all__ = ["ESSource"]
+__all__ = ["ESSource", "PartialResults"]
+
+
+class PartialResults(RuntimeError):
+    """Some shards failed (e.g. a circuit breaker): the hunt stops rather than rank partial data."""
 
 
 class ESSource:
@@ -21,6 +25,7 @@ class ESSource:
         self.dns_index = f"zeek-dns-{namespace}-*"
         self.page_size = page_size
         self.requests = 0  # requests sent, for the tests' bounds
+        self.warnings: list[str] = []  # said once on stderr by the CLI
 
     def describe(self) -> str:
         return f"{self.flow_index} (and {self.dns_index})"
@@ -36,7 +41,13 @@ class ESSource:
 
     def search(self, index: str, body: dict) -> dict:
         self.requests += 1
-        return self.client.search(index=index, ignore_unavailable=True, allow_no_indices=True, **body).body
+        res = self.client.search(index=index, ignore_unavailable=True, allow_no_indices=True, **body).body
+        shards = res.get("_shards", {})
+        if shards.get("failed"):
+            reason = (shards.get("failures") or [{}])[0].get("reason", {})
+            raise PartialResults(f"{shards['failed']} of {shards.get('total')} shards of {index} failed: "
+                                 f"{reason.get('type', '?')}: {reason.get('reason', '')}"[:400])
+        return res
 
     def composite(self, index: str, sources: list[tuple[str, dict]], filters: list[dict],
                   aggs: dict | None = None, must_not: list[dict] | None = None) -> Iterator[dict]:

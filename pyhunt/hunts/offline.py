@@ -96,7 +96,8 @@ class OfflineSource:
 
     def __init__(self, paths: Iterable[str]):
         self.paths = list(paths)
-        self.bad_lines = 0
+        self.bad_lines = 0  # counted on the first read of each file (hunts read files more than once)
+        self._counted: set[str] = set()
         for p in self.paths:
             _open(p).close()  # fail early, with the file's name
 
@@ -105,6 +106,7 @@ class OfflineSource:
 
     def _rows(self) -> Iterator[Conn | Dns]:
         for path in self.paths:
+            count = path not in self._counted
             with _open(path) as f:
                 fields: list[str] | None = None
                 sep = "\t"
@@ -133,9 +135,10 @@ class OfflineSource:
                             except (ValueError, TypeError):
                                 row = None
                     if row is None:
-                        self.bad_lines += 1
+                        self.bad_lines += count
                     else:
                         yield row
+            self._counted.add(path)
 
     def conns(self, since: float | None = None, until: float | None = None) -> Iterator[Conn]:
         for r in self._rows():

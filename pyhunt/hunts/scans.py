@@ -98,7 +98,8 @@ def es(src, p: HuntParams) -> list[Finding]:
                             ("t", {"terms": {"field": "network.transport"}}), wsrc], "destination.ip"),
             ("vertical", [("s", {"terms": {"field": "source.ip"}}), ("d", {"terms": {"field": "destination.ip"}}),
                           wsrc], "destination.port")):
-        aggs = {"n": {"cardinality": {"field": target_field, "precision_threshold": 40000}}, "f": failed, **times}
+        # HyperLogLog, exact up to about 3000 targets; higher thresholds cost memory per bucket
+        aggs = {"n": {"cardinality": {"field": target_field, "precision_threshold": 3000}}, "f": failed, **times}
         for b in src.composite(src.flow_index, sources, tf, aggs):
             if b["n"]["value"] < min_t:
                 continue
