@@ -94,6 +94,18 @@ def test_zeek_conn_logs_give_the_same_findings(data, tmp_path, fmt):
                [(f["key"], round(f["score"], 3), f["count"]) for f in b]
 
 
+def test_gzip_input(data, tmp_path):
+    import gzip
+    gz = tmp_path / "flows.ndjson.gz"
+    gz.write_bytes(gzip.compress(data["ecs"].read_bytes(), 1))
+    assert hunt("exfil", "--input", str(gz))["findings"] == hunt("exfil", "--input", str(data["ecs"]))["findings"]
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])
+    r = run_cli("hunt", "exfil", "--input", str(cut))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and err.startswith(f"pyhunt: error: cannot read {cut}") and "Traceback" not in err, err
+
+
 def test_dns_log_in_tsv(data, tmp_path):
     lines = [json.loads(x) for x in data["dns"].read_text().splitlines()]
     fields = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "query", "qtype_name"]

@@ -187,10 +187,11 @@ def run_hunt_command(args) -> int:
         if getattr(source, "bad_lines", 0):
             sys.stderr.write(f"pyhunt: warning: {source.bad_lines:,} input lines were not flows or DNS queries\n")
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - Elasticsearch failures become one line
+    except Exception as exc:  # noqa: BLE001 - input and Elasticsearch failures become one line
         from pyhunt.hunts.es import PartialResults
-        if isinstance(exc, PartialResults):
-            sys.stderr.write(f"pyhunt: error: Elasticsearch: {exc}\n")
+        from pyhunt.hunts.offline import InputError
+        if isinstance(exc, (PartialResults, InputError)):
+            sys.stderr.write(f"pyhunt: error: {'Elasticsearch: ' if isinstance(exc, PartialResults) else ''}{exc}\n")
             return EXIT_RUNTIME
         try:
             from elasticsearch import ApiError, TransportError

@@ -22,12 +22,11 @@ class InputError(Exception):
 
 def _open(path: str):
     try:
-        f = open(path, "rb")
-        magic = f.read(2)
-        f.seek(0)
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return gzip.open(f) if magic == b"\x1f\x8b" else f
 
 
 def _get(d: dict, dotted: str):
@@ -107,38 +106,44 @@ class OfflineSource:
     def _rows(self) -> Iterator[Conn | Dns]:
         for path in self.paths:
             count = path not in self._counted
-            with _open(path) as f:
-                fields: list[str] | None = None
-                sep = "\t"
-                for raw in f:
-                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                    if not line:
-                        continue
-                    if line[0] == "#":
-                        if line.startswith("#separator"):
-                            sep = line.split(" ", 1)[1].encode().decode("unicode_escape") or "\t"
-                        elif line.startswith("#fields"):
-                            fields = line.split(sep)[1:]
-                        continue
-                    row = None
-                    if line[0] == "{":
-                        try:
-                            row = _from_json(json.loads(line))
-                        except (ValueError, TypeError, AttributeError):
-                            row = None
-                    elif fields is not None:
-                        vals = line.split(sep)
-                        if len(vals) == len(fields):
-                            d = {k: v for k, v in zip(fields, vals) if v not in ("-", "(empty)")}
-                            try:
-                                row = _from_json(d)
-                            except (ValueError, TypeError):
-                                row = None
-                    if row is None:
-                        self.bad_lines += count
-                    else:
-                        yield row
+            try:
+                yield from self._file_rows(path, count)
+            except (OSError, EOFError) as exc:  # a truncated or corrupt gzip file, a read error
+                raise InputError(f"cannot read {path}: {exc}") from None
             self._counted.add(path)
+
+    def _file_rows(self, path: str, count: bool) -> Iterator[Conn | Dns]:
+        with _open(path) as f:
+            fields: list[str] | None = None
+            sep = "\t"
+            for raw in f:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line:
+                    continue
+                if line[0] == "#":
+                    if line.startswith("#separator"):
+                        sep = line.split(" ", 1)[1].encode().decode("unicode_escape") or "\t"
+                    elif line.startswith("#fields"):
+                        fields = line.split(sep)[1:]
+                    continue
+                row = None
+                if line[0] == "{":
+                    try:
+                        row = _from_json(json.loads(line))
+                    except (ValueError, TypeError, AttributeError):
+                        row = None
+                elif fields is not None:
+                    vals = line.split(sep)
+                    if len(vals) == len(fields):
+                        d = {k: v for k, v in zip(fields, vals) if v not in ("-", "(empty)")}
+                        try:
+                            row = _from_json(d)
+                        except (ValueError, TypeError):
+                            row = None
+                if row is None:
+                    self.bad_lines += count
+                else:
+                    yield row
 
     def conns(self, since: float | None = None, until: float | None = None) -> Iterator[Conn]:
         for r in self._rows():
