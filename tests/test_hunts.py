@@ -247,3 +247,15 @@ def test_partial_shard_failures_stop_the_hunt():
             return R()
     with pytest.raises(PartialResults, match="circuit_breaking_exception"):
         list(ESSource(Client(), "x").composite("i", [("s", {"terms": {"field": "source.ip"}})], []))
+
+
+def test_es_report(es_hunts, data, tmp_path):
+    """The report from Elasticsearch: the same leads as offline, and the overview's numbers."""
+    out = tmp_path / "r.html"
+    r = run_cli("report", "--es", es_hunts.url, "--es-namespace", es_hunts.namespace, "-o", str(out))
+    assert r.returncode == 0, r.stderr.decode()
+    page = out.read_text()
+    for key in huntgen.PLANTED.values():
+        assert key.replace(">", "&gt;") in page, key
+    assert f"<b>{data['flows']:,}</b>" in page and f"<b>{len(data['cap'].dns):,}</b>" in page
+    assert 'id="top-talkers"' in page and huntgen.EXFIL[0] in page  # the biggest talker
