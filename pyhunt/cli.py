@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sensor_command(sub)
     add_zeek_command(sub)
     add_kibana_command(sub)
+    from pyhunt.hunts.cli import add_hunt_commands
+    add_hunt_commands(sub)
     return p
 
 
@@ -381,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "zeek-ship":
             from pyhunt.zeek.command import run_zeek_ship
             return run_zeek_ship(args)
+        if args.command in ("hunt", "report"):
+            from pyhunt.hunts.cli import run_hunt_command
+            return run_hunt_command(args)
     except UsageError as exc:
         sys.stderr.write(f"pyhunt: error: {exc}\n")
         return EXIT_USAGE

@@ -82,7 +82,7 @@ def test_cid_seed_changes_ids():
 def test_help_mentions_every_documented_option():
     helptext = "".join(run_cli(*cmd, "--help").stdout.decode() for cmd in
                        (("replay",), ("sensor",), ("es", "setup"), ("es", "check"), ("es", "drain"),
-                        ("kibana", "import"), ("zeek-ship",)))
+                        ("kibana", "import"), ("zeek-ship",), ("hunt",), ("report",)))
     doc = (ROOT / "docs" / "cli.md").read_text()
     opts = set(re.findall(r"(--[a-z][a-z-]+)", helptext)) - {"--help"}
     missing = [o for o in opts if o not in doc]
