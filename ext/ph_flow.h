@@ -40,6 +40,11 @@ typedef struct ph_flow_cfg {
      * policy/frameworks/conn_key/vlan_fivetuple); 0: Zeek's default key, without
      * VLANs (both directions of a flow routed between two VLANs are one flow). */
     uint8_t vlan_in_key;
+    /* tunnels: 1 = mirroring mode (ph_decode_cfg.tunnel_strip: no outer flows, no
+     * tunnel_parents); Zeek's Tunnel::max_changes_per_connection (5; 0 = no limit),
+     * after which a flow gets history 'X' and no more tunnel parents */
+    uint8_t tunnel_strip;
+    uint8_t tunnel_max_changes;
 } ph_flow_cfg;
 
 /* Zeek's defaults (timeouts, capacity 1<<20, seed 0, first_n 8, Zeek's likely_server_ports). */

@@ -74,6 +74,9 @@ enum { PH_SH_C = 0, PH_SH_G, PH_SH_T, PH_SH_W };
 #define PH_CF_FPS_ORIG   0x0040   /* first_packet_seen & ORIG */
 #define PH_CF_FPS_RESP   0x0080   /* first_packet_seen & RESP */
 #define PH_CF_EXPREL     0x0100   /* TCP expire checks can act: their timers are in the heap */
+#define PH_CF_TUNX       0x0200   /* history 'X' written: too many tunnel changes */
+
+#define PH_TUN_PARENTS 4          /* tunnel parents kept per flow (Zeek's limit of changes keeps it small) */
 
 /* history "seen" masks (TCP_Endpoint::HistoryMasks; responder = << 16) */
 #define PH_HIST_SYN  0x01
@@ -88,15 +91,16 @@ enum { PH_SH_C = 0, PH_SH_G, PH_SH_T, PH_SH_W };
 /* Flow state                                                          */
 /* ------------------------------------------------------------------ */
 
-/* The table key: canonically ordered endpoints, as six 64-bit words built in
+/* The table key: canonically ordered endpoints, as seven 64-bit words built in
  * registers (never re-read through narrower stores):
  *   w[0..1] address a (16 bytes as in the packet; IPv4 in the first 4)
  *   w[2..3] address b
  *   w[4]    port a | port b << 16 | VLAN << 32 | inner VLAN << 48
  *   w[5]    proto | IP version << 8 | one-way << 16 | hash << 32
- * The hash is part of the last word (equal keys have equal hashes). */
+ *   w[6]    tunnel context ph_parsed.ctx (mirroring session), 0 for most flows
+ * The hash is part of w[5] (equal keys have equal hashes). */
 typedef struct ph_fkey {
-    uint64_t w[6];
+    uint64_t w[7];
 } ph_fkey;
 
 static inline const uint8_t *ph_key_a(const ph_fkey *k) { return (const uint8_t *)&k->w[0]; }
@@ -148,6 +152,7 @@ typedef struct ph_flow {
     uint16_t cf;             /* PH_CF_* */
     uint32_t hist_seen;
     uint32_t gen;            /* earlier flows on this key with this ts_start (flow id; 0 almost always) */
+    uint64_t tun_sig;        /* encapsulation stack of the last packet (0 = direct; ph_flow.c tunnels) */
     int64_t ts_start;
     int64_t last_time;       /* Zeek's last_time (duration end) */
     int64_t last_pkt[2];     /* last counted packet per direction (INT64_MIN = none) */
@@ -172,6 +177,16 @@ typedef struct ph_flow {
     uint8_t fdir;            /* bit i: packet i came from the responder */
     uint16_t fsz[PH_FIRST_N];
     uint32_t fiat[PH_FIRST_N];  /* encoded gap: < 2^31 = ns, else 2^31 | microseconds */
+    /* --- tunnels (cold) --- */
+    uint64_t uid;            /* flow id, computed once when the flow is a tunnel parent (0 = not yet) */
+    uint64_t tun_parents[PH_TUN_PARENTS];   /* uids of enclosing tunnels (Zeek's tunnel_parents) */
+    uint8_t tun_outer[2][16];/* outer source/destination of the innermost tunnel of the first packet */
+    uint32_t tun_key;        /* its VNI / key / TEID */
+    uint8_t tun_type;        /* its PH_TUN_* (0 = not tunnelled) */
+    uint8_t tun_ipver;
+    uint8_t tun_keyok;
+    uint8_t tun_nparents;
+    uint8_t tun_changes;     /* encapsulation changes counted (Zeek's tunnel_changes) */
 } ph_flow;
 
 typedef struct ph_heap_ent {
