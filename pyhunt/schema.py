@@ -190,6 +190,9 @@ ECS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("observer.type", "keyword", "`sensor`"),
     ("observer.product", "keyword", "`pyhunt`"),
     ("observer.vendor", "keyword", "`pyhunt`"),
+    ("observer.ingress.interface.id", "keyword",
+     "mirroring session the flow was keyed with: the outermost VXLAN/GENEVE VNI or GRE key in "
+     "`--tunnels strip` mode, or the VNI a VXLAN listener took apart (absent otherwise)"),
     ("zeek.session_id", "keyword", "the uid, as Zeek's conn.log uid"),
     ("zeek.connection.state", "keyword", "Zeek conn_state (S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH)"),
     ("zeek.connection.history", "keyword", "Zeek history letters (absent when empty)"),
@@ -198,6 +201,16 @@ ECS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("zeek.connection.local_resp", "boolean", "responder in --local-nets (absent without)"),
     ("zeek.connection.icmp.type", "long", "ICMP type (ICMP flows; ports are absent)"),
     ("zeek.connection.icmp.code", "long", "ICMP code, or the counterpart type for request/reply pairs (as Zeek's id.resp_p)"),
+    ("zeek.connection.tunnel_parents", "keyword",
+     "uids of the enclosing tunnels, as Zeek's tunnel_parents: the outer UDP flow of VXLAN, GENEVE, Teredo, "
+     "GTP-U and AYIYA, a synthetic uid per address pair for IP-in-IP, GRE and ERSPAN (absent for direct flows)"),
+    ("pyhunt.tunnel.type", "keyword",
+     "innermost tunnel of the flow's first packet: ip, gre, erspan, vxlan, geneve, teredo, gtpv1 or ayiya "
+     "(the pyhunt.tunnel object is absent for direct flows)"),
+    ("pyhunt.tunnel.vni", "long", "its VXLAN/GENEVE VNI"),
+    ("pyhunt.tunnel.key", "long", "its GRE key, ERSPAN session id or GTP TEID (when present)"),
+    ("pyhunt.tunnel.outer.source.ip", "ip", "its outer source address"),
+    ("pyhunt.tunnel.outer.destination.ip", "ip", "its outer destination address"),
 )
 
 _ES_TYPES = {"u1": "short", "i1": "byte", "u2": "integer", "u4": "long", "u8": "long", "i8": "long", "f8": "double"}
@@ -237,7 +250,8 @@ def render_fields_doc() -> str:
             "payload bytes (TCP: sequence space); `proto` is `unknown_transport` with ports 0 for protocols other",
             "than TCP, UDP and ICMP; ICMP ports are the type and the counterpart type or code. JSON omits unset",
             "fields; TSV writes `-` and has Zeek's `#` header lines. `service` is never set (no protocol",
-            "analyzers), `tunnel_parents` is unset until tunnels are decapsulated.", "",
+            "analyzers). `tunnel_parents` is the set of uids of the enclosing tunnels (see",
+            "[architecture.md](architecture.md#tunnels)), unset for direct flows and in `--tunnels strip` mode.", "",
             "## Record fields (numpy, `FlowBatch.to_numpy()`)", "",
             "| field | numpy type | unit | meaning |", "|---|---|---|---|"]
     for f in FIELDS:
