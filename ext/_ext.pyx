@@ -308,6 +308,22 @@ cdef class Engine:
             rc = ph_engine_run(self.e, batch, max_packets)
         return rc
 
+    def feed_packet(self, const uint8_t[::1] data, int64_t ts_ns, uint32_t linktype=1, uint32_t mirror_id=0):
+        """Process one packet given as bytes (live sources; tests). mirror_id: 0, or the VNI + 1 of a
+        mirroring session the caller already took apart (keyed with the flow, as in strip mode)."""
+        cdef ph_pkt pkt
+        cdef int rc
+        memset(&pkt, 0, sizeof(pkt))
+        pkt.data = &data[0] if data.shape[0] else NULL
+        pkt.caplen = pkt.wirelen = data.shape[0]
+        pkt.ts_ns = ts_ns
+        pkt.linktype = linktype
+        pkt.mirror_id = mirror_id
+        with nogil:
+            rc = ph_engine_packet(self.e, &pkt)
+        if rc == PH_RUN_NOMEM:
+            raise MemoryError("out of memory growing the export queue")
+
     def error(self):
         """(message, byte offset) of the last PH_RUN_ERROR."""
         return (self.e.err.msg.decode("utf-8", "replace"), self.e.err.offset)
