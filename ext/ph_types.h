@@ -3,7 +3,8 @@
  *
  * Layers (one .c/.h per concern, prefix per layer):
  *   ph_capture  capture readers (pcap, pcapng) over a memory buffer
- *   ph_decode   link layer -> IP -> L4 decoding, checksums (ph_frag: IP reassembly)
+ *   ph_decode   link layer -> IP -> L4 decoding, checksums (ph_frag: IP reassembly,
+ *               ph_tunnel: tunnel headers, one parser per encapsulation)
  *   ph_flow     bidirectional flow table, Zeek conn.log state machine, features
  *   ph_cid      SHA-1 and Community ID v1
  *   ph_format   flow records -> NDJSON (ecs, zeek-json) and Zeek TSV
