@@ -73,6 +73,7 @@ cdef extern from "ph_flow.h":
         int64_t tcp_linger_ns
         int64_t long_inactivity_ns
         int64_t active_timeout_ns
+        int64_t dns_session_ns
         uint32_t capacity
         uint16_t cid_seed
         uint8_t ignore_checksums
@@ -219,7 +220,7 @@ cdef class Engine:
     udp_inactivity, icmp_inactivity, other_inactivity, active_timeout, emit_updates,
     capacity, cid_seed, first_n, tcp_server_ports, udp_server_ports, local_nets
     (list of (addr_bytes16, ipver, prefix)), frag_timeout, frag_max_datagrams, frag_max_bytes,
-    tunnels ("zeek" or "strip"), tunnel_max_depth, tunnel_max_changes, teredo_dpd,
+    dns_session_timeout (Zeek's, 10; 0 = off), tunnels ("zeek" or "strip"), tunnel_max_depth, tunnel_max_changes, teredo_dpd,
     tunnel_disable (names of TUNNEL_NAMES), vxlan_ports, geneve_ports, teredo_ports,
     gtpv1_ports, ayiya_ports (up to 4 ports each).
     """
@@ -253,6 +254,8 @@ cdef class Engine:
             fcfg.other_inactivity_ns = _ns(config["other_inactivity"])
         if "active_timeout" in config:
             fcfg.active_timeout_ns = _ns(config["active_timeout"])
+        if "dns_session_timeout" in config:
+            fcfg.dns_session_ns = _ns(config["dns_session_timeout"])
         if "emit_updates" in config:
             fcfg.emit_updates = bool(config["emit_updates"])
         if "capacity" in config:

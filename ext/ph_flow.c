@@ -63,6 +63,7 @@ void ph_flow_cfg_default(ph_flow_cfg *cfg)
     cfg->tcp_linger_ns = 5 * PH_NS_PER_SEC;
     cfg->long_inactivity_ns = (int64_t)PH_ZEEK_LONG_INACTIVITY_S * PH_NS_PER_SEC;
     cfg->active_timeout_ns = 600 * PH_NS_PER_SEC;
+    cfg->dns_session_ns = 10 * PH_NS_PER_SEC;
     cfg->capacity = 1u << 20;
     cfg->cid_seed = 0;
     cfg->emit_updates = 0;
@@ -515,6 +516,13 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
         ph_flow_flip(t, f);
     if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0)
         f->tm[PH_TM_UPDATE] = p->ts_ns + t->cfg.active_timeout_ns;
+    if (kind == PH_K_UDP && t->cfg.dns_session_ns > 0) {
+        /* Zeek's DNS analyzer (attached by responder port) ends a UDP connection
+         * idle for dns_session_timeout - 1 s, checked every dns_session_timeout */
+        uint16_t rp = f->orig_is_a ? ph_key_pb(k) : ph_key_pa(k);
+        if (rp == 53 || rp == 137 || rp == 5353 || rp == 5355)
+            f->tm[PH_TM_DNS] = p->ts_ns + t->cfg.dns_session_ns;
+    }
     ph_wheel_insert(t, f, idx, ph_flow_deadline(t, f));
     ph_flow_timers_changed(t, f);
     t->active++;

@@ -25,6 +25,8 @@ typedef struct ph_flow_cfg {
     int64_t tcp_linger_ns;          /* 5 s  (tcp_connection_linger) */
     int64_t long_inactivity_ns;     /* 3600 s for ports 21,22,23,513/tcp (conn/inactivity.zeek); 0 = off */
     int64_t active_timeout_ns;      /* interim update period; 0 disables */
+    int64_t dns_session_ns;         /* 10 s: Zeek's dns_session_timeout, for UDP flows whose responder port
+                                       is a DNS analyzer port (53, 137, 5353, 5355); 0 = off */
     uint32_t capacity;              /* max concurrent flows; eviction beyond (see docs/counters.md) */
     uint16_t cid_seed;              /* Community ID seed */
     uint8_t ignore_checksums;       /* Zeek -C (the decoder does the checking; kept for reference) */

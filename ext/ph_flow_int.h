@@ -49,7 +49,7 @@ enum { PH_K_FREE = 0, PH_K_TCP, PH_K_UDP, PH_K_ICMP, PH_K_OTHER };
 enum { PH_TMO_UDP = 0, PH_TMO_TCP, PH_TMO_LONG, PH_TMO_ICMP, PH_TMO_OTHER, PH_TMO_N };
 
 /* per-flow timers kept in the heap (Zeek analyzer timers, plus interim updates) */
-enum { PH_TM_EXPIRE1 = 0, PH_TM_EXPIRE2, PH_TM_ATTEMPT, PH_TM_DELETE, PH_TM_UPDATE, PH_TM_N };
+enum { PH_TM_EXPIRE1 = 0, PH_TM_EXPIRE2, PH_TM_ATTEMPT, PH_TM_DELETE, PH_TM_UPDATE, PH_TM_DNS, PH_TM_N };
 
 /* Zeek TCP endpoint states (script enum values) */
 enum { PH_TCPS_INACTIVE = 0, PH_TCPS_SYN_SENT, PH_TCPS_SYN_ACK_SENT, PH_TCPS_PARTIAL,

@@ -105,6 +105,7 @@ class FlowMeter:
     icmp_inactivity: float | None = None
     other_inactivity: float | None = None
     active_timeout: float | None = None
+    dns_session_timeout: float | None = None
     emit_updates: bool = False
     capacity: int | None = None
     cid_seed: int = 0
@@ -132,11 +133,12 @@ class FlowMeter:
             cfg[f"{kind}_ports"] = list(ports)
         for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity",
                      "active_timeout", "capacity", "first_n", "tcp_server_ports", "udp_server_ports",
-                     "tunnel_max_depth", "tunnel_max_changes"):
+                     "tunnel_max_depth", "tunnel_max_changes", "dns_session_timeout"):
             value = getattr(self, name)
             if value is not None:
                 cfg[name] = value
-        for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity", "active_timeout"):
+        for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity", "active_timeout",
+                     "dns_session_timeout"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 10 * 365 * 86400:
                 raise ValueError(f"{name} must be between 0 and ten years (in seconds)")

@@ -395,3 +395,24 @@ def test_non_tunnel_udp_is_unchanged(tmp_path):
     recs, c = replay(tmp_path, [eth(inner_udp()), eth(inner_udp(src=B, dst=A, sport=2222, dport=1111))])
     assert len(recs) == 1 and int(recs[0]["tunnel_type"]) == 0 and int(recs[0]["flags"]) & 0x0700 == 0
     assert c["tunnel_decapsulated"] == 0 and c["tunnel_bad_header"] == 0
+
+
+# ---------------------------------------------------------------- Zeek's DNS session timeout
+
+def test_dns_session_timeout_splits_udp_dns(tmp_path):
+    """Zeek's DNS analyzer ends a UDP connection to a DNS port idle for dns_session_timeout - 1 s
+    (checked every dns_session_timeout): two exchanges 16 s apart are two connections (the Teredo case
+    of the parity set has one); other ports keep the 60 s UDP timeout."""
+    def frames(port):
+        q = eth(inner_udp(dport=port, data=b"q"))
+        r = eth(inner_udp(src=B, dst=A, sport=port, dport=1111, data=b"r"))
+        return [(T0, q), (T0 + 200 * MS, r), (T0 + 16_000 * MS, q), (T0 + 16_100 * MS, r)]
+
+    def run(port, **kw):
+        path = cap.write(tmp_path / "d.pcap", cap.pcap_bytes(frames(port), nano=True))
+        return np.concatenate([b.to_numpy() for b in FlowMeter(**kw).read(str(path))], dtype=dtype())
+
+    assert [(int(r["orig_pkts"]), int(r["resp_pkts"])) for r in run(53)] == [(1, 1), (1, 1)]
+    assert len(run(5353)) == 2 and len(run(2222)) == 1
+    assert len(run(53, dns_session_timeout=0)) == 1
+    assert len(run(53, dns_session_timeout=20)) == 1

@@ -66,11 +66,8 @@ def test_non_tunnel_cases_reach_the_floor(tmp_path):
 
 # Tunnel cases that still fail, and why (everything else of the tunnel set must pass):
 # - gre-aruba-amsdu: Zeek counts both 802.11 A-MSDU subframes of one frame as two packets (we decode the
-#   first subframe only), and the case's bare-mode likely_server_ports lack 443, so Zeek does not flip it;
-# - teredo: Zeek's DNS analyzer ends a UDP DNS connection after dns_session_timeout (10 s) idle, so two
-#   DNS exchanges 16 s apart on one tuple are two connections; the engine has no DNS analyzer timer.
-KNOWN = {"core.tunnels.gre-aruba-amsdu": "A-MSDU subframes and bare-mode server ports",
-         "core.tunnels.teredo": "Zeek's DNS session timeout (a non-tunnel analyzer timer)"}
+#   first subframe only), and the case's bare-mode likely_server_ports lack 443, so Zeek does not flip it.
+KNOWN = {"core.tunnels.gre-aruba-amsdu": "A-MSDU subframes and bare-mode server ports"}
 
 @pytest.mark.parity
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN[c], strict=True))
