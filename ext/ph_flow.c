@@ -317,11 +317,14 @@ static int alloc_index(ph_flowtab *t, uint32_t *idx)
     return 0;
 }
 
+static void tun_release(ph_flowtab *t, ph_flow *f);
+
 static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
 {
     ph_flow_gen_removed(t, f);
     if (f->kind == PH_K_TCP)
         ph_tcp_release(t, f);
+    tun_release(t, f);
     slot_delete(t, ph_key_hash(&f->k), idx);
     ph_wheel_unlink(t, f);
     if (f->heap)
@@ -604,39 +607,84 @@ static uint64_t ip_tunnel_uid(const ph_encap *e)
     return h ? h : 1;
 }
 
-/* The uid of a flow that is a tunnel parent: its flow id, computed once. */
-static uint64_t flow_uid(const ph_flowtab *t, ph_flow *f)
+/* The flow's tunnel record, made on first use (NULL only without memory). */
+static ph_tun_info *tun_make(ph_flowtab *t, ph_flow *f)
 {
-    if (!f->uid) {
-        uint8_t digest[20];
-        ph_flow_ids(t, f, digest, &f->uid);
+    uint32_t i;
+    if (f->tunx)
+        return ph_tun_get(t, f);
+    if (t->tfree) {
+        i = t->tfree - 1;
+        t->tfree = t->tchunks[i / PH_TUN_CHUNK][i % PH_TUN_CHUNK].next;
+    } else {
+        uint32_t c = t->tn_used / PH_TUN_CHUNK;
+        if (c >= (t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK)
+            return NULL;   /* cannot happen: one record per live flow at most */
+        if (!t->tchunks[c]) {
+            t->tchunks[c] = malloc(PH_TUN_CHUNK * sizeof(ph_tun_info));
+            if (!t->tchunks[c])
+                return NULL;
+            t->tnchunks = c + 1;
+        }
+        i = t->tn_used++;
     }
-    return f->uid;
+    f->tunx = i + 1;
+    ph_tun_info *ti = ph_tun_get(t, f);
+    memset(ti, 0, sizeof *ti);
+    return ti;
 }
 
-static void tun_add_parent(ph_flow *f, uint64_t uid)
+static void tun_release(ph_flowtab *t, ph_flow *f)
 {
-    if (!uid)
+    if (!f->tunx)
         return;
-    for (int i = 0; i < f->tun_nparents; i++)
-        if (f->tun_parents[i] == uid)
+    ph_tun_get(t, f)->next = t->tfree;
+    t->tfree = f->tunx;
+    f->tunx = 0;
+}
+
+/* The uid of a flow that is a tunnel parent: its flow id, computed once. */
+static uint64_t flow_uid(ph_flowtab *t, ph_flow *f)
+{
+    ph_tun_info *ti = tun_make(t, f);
+    uint64_t id;
+    uint8_t digest[20];
+    if (ti && ti->uid)
+        return ti->uid;
+    ph_flow_ids(t, f, digest, &id);
+    if (ti)
+        ti->uid = id;
+    return id;
+}
+
+static void tun_add_parent(ph_tun_info *ti, uint64_t uid)
+{
+    if (!uid || !ti)
+        return;
+    for (int i = 0; i < ti->nparents; i++)
+        if (ti->parents[i] == uid)
             return;
-    if (f->tun_nparents < PH_TUN_PARENTS)
-        f->tun_parents[f->tun_nparents++] = uid;
+    if (ti->nparents < PH_TUN_PARENTS)
+        ti->parents[ti->nparents++] = uid;
 }
 
 /* A new flow: remember its tunnel context. */
-static void tun_init(ph_flow *f, const ph_tctx *tc)
+static void tun_init(ph_flowtab *t, ph_flow *f, const ph_tctx *tc)
 {
     f->tun_sig = tc->sig;
-    tun_add_parent(f, tc->parent);
+    if (!tc->parent && !tc->e)
+        return;
+    ph_tun_info *ti = tun_make(t, f);
+    if (!ti)
+        return;
+    tun_add_parent(ti, tc->parent);
     if (tc->e) {
-        f->tun_type = tc->e->type;
-        f->tun_ipver = tc->e->ipver;
-        f->tun_key = tc->e->key;
-        f->tun_keyok = (tc->e->flags & PH_EF_KEY) != 0;
-        memcpy(f->tun_outer[0], tc->e->saddr, 16);
-        memcpy(f->tun_outer[1], tc->e->daddr, 16);
+        ti->type = tc->e->type;
+        ti->ipver = tc->e->ipver;
+        ti->key = tc->e->key;
+        ti->keyok = (tc->e->flags & PH_EF_KEY) != 0;
+        memcpy(ti->outer[0], tc->e->saddr, 16);
+        memcpy(ti->outer[1], tc->e->daddr, 16);
     }
 }
 
@@ -644,11 +692,13 @@ static void tun_init(ph_flow *f, const ph_tctx *tc)
  * Zeek's tunnel_changed, at most tunnel_max_changes times, then 'X'. */
 static void tun_change(ph_flowtab *t, ph_flow *f, const ph_tctx *tc)
 {
-    if (!t->cfg.tunnel_max_changes || f->tun_changes < t->cfg.tunnel_max_changes) {
-        if (f->tun_changes < 255)
-            f->tun_changes++;
+    ph_tun_info *ti = tun_make(t, f);
+    uint8_t changes = ti ? ti->changes : 0;
+    if (!t->cfg.tunnel_max_changes || changes < t->cfg.tunnel_max_changes) {
+        if (ti && ti->changes < 255)
+            ti->changes++;
         if (tc)
-            tun_add_parent(f, tc->parent);
+            tun_add_parent(ti, tc->parent);
     } else if (!(f->cf & PH_CF_TUNX)) {
         f->cf |= PH_CF_TUNX;
         ph_hist_add(f, 'X');
@@ -687,7 +737,7 @@ static int flow_packet(ph_flowtab *t, const ph_parsed *p, const ph_tctx *tc, ph_
             return PH_C_FLOW_TABLE_FULL;
         created = 1;
         if (tc)
-            tun_init(f, tc);
+            tun_init(t, f, tc);
     }
     if (fout)
         *fout = f;
@@ -845,7 +895,8 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
     t->heap = malloc((size_t)t->capacity * sizeof *t->heap);
     t->wheel = calloc(PH_WHEEL_SIZE, sizeof *t->wheel);
     t->wbits = calloc(PH_WHEEL_SIZE / 64, sizeof *t->wbits);
-    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wbits)
+    t->tchunks = calloc((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK, sizeof *t->tchunks);
+    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wbits || !t->tchunks)
         goto error;
     t->now = t->prev_now = INT64_MIN;
     t->tmo_ns[PH_TMO_UDP] = cfg->udp_inactivity_ns;
@@ -876,6 +927,10 @@ void ph_flowtab_free(ph_flowtab *t)
     free(t->wbits);
     for (uint32_t c = 0; c < t->xnchunks; c++)
         free(t->xchunks[c]);
+    if (t->tchunks)
+        for (uint32_t c = 0; c < t->tnchunks; c++)
+            free(t->tchunks[c]);
+    free(t->tchunks);
     free(t);
 }
 
@@ -938,5 +993,7 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
            ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
            (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * sizeof *t->wheel +
            PH_WHEEL_SIZE / 64 * sizeof *t->wbits +
-           (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk);
+           (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +
+           ((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK) * sizeof *t->tchunks +
+           (size_t)t->tnchunks * PH_TUN_CHUNK * sizeof(ph_tun_info);
 }

@@ -331,23 +331,24 @@ void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const
         if (in_local_nets(&t->cfg, r->resp_h, ph_key_ipver(&f->k)))
             fl |= PH_RF_LOCAL_RESP;
     }
-    if (f->tun_type) {
+    const ph_tun_info *ti = ph_tun_get(t, f);
+    if (ti && ti->type) {
         fl |= PH_RF_TUNNEL;
-        r->tunnel_type = f->tun_type;
-        r->tunnel_ipver = f->tun_ipver;
-        memcpy(r->tunnel_outer_src, f->tun_outer[0], 16);
-        memcpy(r->tunnel_outer_dst, f->tun_outer[1], 16);
-        if (f->tun_keyok) {
+        r->tunnel_type = ti->type;
+        r->tunnel_ipver = ti->ipver;
+        memcpy(r->tunnel_outer_src, ti->outer[0], 16);
+        memcpy(r->tunnel_outer_dst, ti->outer[1], 16);
+        if (ti->keyok) {
             fl |= PH_RF_TUNNEL_KEY;
-            r->tunnel_key = f->tun_key;
+            r->tunnel_key = ti->key;
         }
     }
     if (f->k.w[6]) {
         fl |= PH_RF_INGRESS;
         r->ingress_id = (uint32_t)f->k.w[6];
     }
-    for (int i = 0; i < f->tun_nparents && i < 4; i++)
-        r->tunnel_parents[i] = f->tun_parents[i];
+    for (int i = 0; ti && i < ti->nparents && i < 4; i++)
+        r->tunnel_parents[i] = ti->parents[i];
     r->flags = fl;
     r->ip_version = ph_key_ipver(&f->k);
     r->proto = ph_key_proto(&f->k);

@@ -77,6 +77,7 @@ enum { PH_SH_C = 0, PH_SH_G, PH_SH_T, PH_SH_W };
 #define PH_CF_TUNX       0x0200   /* history 'X' written: too many tunnel changes */
 
 #define PH_TUN_PARENTS 4          /* tunnel parents kept per flow (Zeek's limit of changes keeps it small) */
+#define PH_TUN_CHUNK 1024u        /* tunnel records are allocated 1024 at a time */
 
 /* history "seen" masks (TCP_Endpoint::HistoryMasks; responder = << 16) */
 #define PH_HIST_SYN  0x01
@@ -177,17 +178,24 @@ typedef struct ph_flow {
     uint8_t fdir;            /* bit i: packet i came from the responder */
     uint16_t fsz[PH_FIRST_N];
     uint32_t fiat[PH_FIRST_N];  /* encoded gap: < 2^31 = ns, else 2^31 | microseconds */
-    /* --- tunnels (cold) --- */
-    uint64_t uid;            /* flow id, computed once when the flow is a tunnel parent (0 = not yet) */
-    uint64_t tun_parents[PH_TUN_PARENTS];   /* uids of enclosing tunnels (Zeek's tunnel_parents) */
-    uint8_t tun_outer[2][16];/* outer source/destination of the innermost tunnel of the first packet */
-    uint32_t tun_key;        /* its VNI / key / TEID */
-    uint8_t tun_type;        /* its PH_TUN_* (0 = not tunnelled) */
-    uint8_t tun_ipver;
-    uint8_t tun_keyok;
-    uint8_t tun_nparents;
-    uint8_t tun_changes;     /* encapsulation changes counted (Zeek's tunnel_changes) */
+    uint32_t tunx;           /* tunnel record (ph_tun_info index + 1), 0 = none (most flows) */
 } ph_flow;
+
+/* What a flow knows about tunnels, kept out of line (only tunnelled flows and
+ * tunnel parents have one): at most one per flow, so the pool is bounded by
+ * the table's capacity. */
+typedef struct ph_tun_info {
+    uint64_t uid;            /* the flow's id, computed once when it is a tunnel parent (0 = not yet) */
+    uint64_t parents[PH_TUN_PARENTS];   /* uids of enclosing tunnels (Zeek's tunnel_parents) */
+    uint8_t outer[2][16];    /* outer source/destination of the innermost tunnel of the first packet */
+    uint32_t key;            /* its VNI / key / TEID */
+    uint32_t next;           /* free list (index + 1) */
+    uint8_t type;            /* its PH_TUN_* (0 = the flow itself is not tunnelled) */
+    uint8_t ipver;
+    uint8_t keyok;
+    uint8_t nparents;
+    uint8_t changes;         /* encapsulation changes counted (Zeek's tunnel_changes) */
+} ph_tun_info;
 
 typedef struct ph_heap_ent {
     int64_t t;
@@ -228,6 +236,9 @@ struct ph_flowtab {
     /* extension blocks of out-of-order ranges (ph_flow_tcp.c) */
     ph_ooo_blk *xchunks[(PH_OOO_POOL_MAX + PH_OOO_POOL_CHUNK) / PH_OOO_POOL_CHUNK];
     uint32_t xnchunks, xn_used, xfree;   /* xfree: free list (index + 1), linked through r[0][0] */
+    /* tunnel records (ph_flow.c): chunks allocated on demand, up to the capacity */
+    ph_tun_info **tchunks;
+    uint32_t tnchunks, tn_used, tfree;
     /* flows removed in the current tick that started in it (flow ids, ph_flow_export.c) */
     struct { uint64_t epoch; uint32_t hash, next; } gen_tab[PH_GEN_SLOTS];
     uint64_t gen_epoch;      /* entries of other epochs are free; 0 = never used */
@@ -244,6 +255,12 @@ struct ph_flowtab {
 static inline ph_flow *ph_flow_at(const ph_flowtab *t, uint32_t idx)
 {
     return &t->chunks[idx >> PH_CHUNK_SHIFT][idx & (PH_CHUNK - 1)];
+}
+
+static inline ph_tun_info *ph_tun_get(const ph_flowtab *t, const ph_flow *f)
+{
+    uint32_t i = f->tunx - 1u;
+    return f->tunx ? &t->tchunks[i / PH_TUN_CHUNK][i % PH_TUN_CHUNK] : NULL;
 }
 
 static inline void ph_hist_add(ph_flow *f, char c)

@@ -416,3 +416,21 @@ def test_dns_session_timeout_splits_udp_dns(tmp_path):
     assert len(run(5353)) == 2 and len(run(2222)) == 1
     assert len(run(53, dns_session_timeout=0)) == 1
     assert len(run(53, dns_session_timeout=20)) == 1
+
+
+def test_tunnel_records_are_bounded_by_the_capacity(tmp_path):
+    """Tunnel context lives in a side pool with at most one record per live flow: a small table that
+    evicts all the time reuses the records, and every exported inner flow still has its parent."""
+    frames = [outer_udp(vxlan(1, inner_eth(inner_udp(sport=1000 + i))), 4789, sport=30000 + i) for i in range(300)]
+    recs, c = replay(tmp_path, frames, capacity=8)
+    assert c["evictions"] > 0 and len(recs) == 600
+    inner = recs[recs["orig_p"] < 30000]
+    assert len(inner) == 300 and (inner["tunnel_parents"][:, 0] != 0).all()
+    assert set(inner["tunnel_parents"][:, 0].tolist()) <= set(recs[recs["orig_p"] >= 30000]["flow_id"].tolist())
+    eng = FlowMeter(capacity=8).engine
+    for i, f in enumerate(frames[:20]):    # the first chunks of flows and of tunnel records
+        eng.feed_packet(f, T0 + i * MS)
+    before = eng.table_memory()
+    for i, f in enumerate(frames[20:]):
+        eng.feed_packet(f, T0 + (20 + i) * MS)
+    assert eng.table_memory() == before and eng.active_flows() <= 8
