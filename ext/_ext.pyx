@@ -23,6 +23,7 @@ cdef extern from "ph_types.h":
         int64_t ts_ns
         uint32_t linktype
         uint32_t ifindex
+        uint32_t mirror_id
     ctypedef struct ph_error:
         char msg[256]
         uint64_t offset
@@ -46,7 +47,19 @@ cdef extern from "ph_decode.h":
         uint32_t frag_max_datagrams
         uint32_t frag_max_bytes
         int64_t frag_timeout_ns
+        uint8_t tunnel_strip
+        uint8_t tunnel_max_depth
+        uint8_t teredo_dpd
+        uint8_t tunnel_enable[9]
+        uint16_t tunnel_ports[9][4]
     void ph_decode_cfg_default(ph_decode_cfg *cfg)
+
+cdef extern from "ph_tunnel.h":
+    const char *ph_tun_name(int type)
+
+cdef extern from "ph_types.h":
+    enum: PH_TUN__N
+    enum: PH_MAX_ENCAP
 
 cdef extern from "ph_flow.h":
     ctypedef struct ph_flow_cfg:
@@ -60,6 +73,7 @@ cdef extern from "ph_flow.h":
         int64_t tcp_linger_ns
         int64_t long_inactivity_ns
         int64_t active_timeout_ns
+        int64_t dns_session_ns
         uint32_t capacity
         uint16_t cid_seed
         uint8_t ignore_checksums
@@ -68,6 +82,8 @@ cdef extern from "ph_flow.h":
         uint8_t tcp_server_ports[8192]
         uint8_t udp_server_ports[8192]
         uint32_t n_local_nets
+        uint8_t tunnel_strip
+        uint8_t tunnel_max_changes
     void ph_flow_cfg_default(ph_flow_cfg *cfg)
     size_t ph_flowtab_active(const void *t)
     size_t ph_flowtab_memory(const void *t)
@@ -132,6 +148,42 @@ RECORD_SIZE = PH_REC_SIZE
 N_DISPOSITIONS = PH_C__DISPOSITION_END
 COUNTER_NAMES = tuple(ph_counter_names[i].decode() for i in range(PH_C__COUNT))
 MAX_LOCAL_NETS = PH_MAX_LOCAL_NETS
+TUNNEL_NAMES = tuple(ph_tun_name(i).decode() for i in range(PH_TUN__N))
+MAX_TUNNEL_DEPTH = PH_MAX_ENCAP
+UDP_TUNNELS = ("vxlan", "geneve", "teredo", "gtpv1", "ayiya")
+
+
+cdef void _tunnel_config(ph_decode_cfg *dcfg, ph_flow_cfg *fcfg, dict config) except *:
+    mode = config.get("tunnels", "zeek")
+    if mode not in ("zeek", "strip"):
+        raise ValueError(f"tunnels must be 'zeek' or 'strip', not {mode!r}")
+    dcfg.tunnel_strip = fcfg.tunnel_strip = mode == "strip"
+    if "tunnel_max_depth" in config:
+        depth = int(config["tunnel_max_depth"])
+        if not 0 <= depth <= PH_MAX_ENCAP:
+            raise ValueError(f"tunnel_max_depth must be between 0 and {PH_MAX_ENCAP}")
+        dcfg.tunnel_max_depth = depth
+    if "tunnel_max_changes" in config:
+        changes = int(config["tunnel_max_changes"])
+        if not 0 <= changes <= 255:
+            raise ValueError("tunnel_max_changes must be between 0 and 255")
+        fcfg.tunnel_max_changes = changes
+    if "teredo_dpd" in config:
+        dcfg.teredo_dpd = bool(config["teredo_dpd"])
+    for name in config.get("tunnel_disable") or ():
+        if name not in TUNNEL_NAMES[1:]:
+            raise ValueError(f"unknown tunnel type {name!r}; expected one of {', '.join(TUNNEL_NAMES[1:])}")
+        dcfg.tunnel_enable[TUNNEL_NAMES.index(name)] = 0
+    for name in UDP_TUNNELS:
+        ports = config.get(f"{name}_ports")
+        if ports is None:
+            continue
+        ports = [int(p) for p in ports]
+        if len(ports) > 4 or not all(1 <= p <= 65535 for p in ports):
+            raise ValueError(f"{name}_ports: at most 4 ports between 1 and 65535")
+        t = TUNNEL_NAMES.index(name)
+        for i in range(4):
+            dcfg.tunnel_ports[t][i] = ports[i] if i < len(ports) else 0
 
 
 def record_layout():
@@ -167,7 +219,10 @@ cdef class Engine:
     config keys (all optional; seconds for times): ignore_checksums, tcp_inactivity,
     udp_inactivity, icmp_inactivity, other_inactivity, active_timeout, emit_updates,
     capacity, cid_seed, first_n, tcp_server_ports, udp_server_ports, local_nets
-    (list of (addr_bytes16, ipver, prefix)), frag_timeout, frag_max_datagrams, frag_max_bytes.
+    (list of (addr_bytes16, ipver, prefix)), frag_timeout, frag_max_datagrams, frag_max_bytes,
+    dns_session_timeout (Zeek's, 10; 0 = off), tunnels ("zeek" or "strip"), tunnel_max_depth, tunnel_max_changes, teredo_dpd,
+    tunnel_disable (names of TUNNEL_NAMES), vxlan_ports, geneve_ports, teredo_ports,
+    gtpv1_ports, ayiya_ports (up to 4 ports each).
     """
     cdef ph_engine *e
     cdef object _buf      # keeps the buffer the reader points into alive
@@ -199,6 +254,8 @@ cdef class Engine:
             fcfg.other_inactivity_ns = _ns(config["other_inactivity"])
         if "active_timeout" in config:
             fcfg.active_timeout_ns = _ns(config["active_timeout"])
+        if "dns_session_timeout" in config:
+            fcfg.dns_session_ns = _ns(config["dns_session_timeout"])
         if "emit_updates" in config:
             fcfg.emit_updates = bool(config["emit_updates"])
         if "capacity" in config:
@@ -218,6 +275,7 @@ cdef class Engine:
             addr = a
             ph_glue_set_local_net(&fcfg, i, &addr[0], ver, prefix)
         fcfg.n_local_nets = len(nets)
+        _tunnel_config(&dcfg, &fcfg, config)
         self.e = ph_engine_new(&dcfg, &fcfg)
         if self.e == NULL:
             raise MemoryError("cannot allocate the flow engine (capacity too large?)")
@@ -252,6 +310,22 @@ cdef class Engine:
         with nogil:
             rc = ph_engine_run(self.e, batch, max_packets)
         return rc
+
+    def feed_packet(self, const uint8_t[::1] data, int64_t ts_ns, uint32_t linktype=1, uint32_t mirror_id=0):
+        """Process one packet given as bytes (live sources; tests). mirror_id: 0, or the VNI + 1 of a
+        mirroring session the caller already took apart (keyed with the flow, as in strip mode)."""
+        cdef ph_pkt pkt
+        cdef int rc
+        memset(&pkt, 0, sizeof(pkt))
+        pkt.data = &data[0] if data.shape[0] else NULL
+        pkt.caplen = pkt.wirelen = data.shape[0]
+        pkt.ts_ns = ts_ns
+        pkt.linktype = linktype
+        pkt.mirror_id = mirror_id
+        with nogil:
+            rc = ph_engine_packet(self.e, &pkt)
+        if rc == PH_RUN_NOMEM:
+            raise MemoryError("out of memory growing the export queue")
 
     def error(self):
         """(message, byte offset) of the last PH_RUN_ERROR."""

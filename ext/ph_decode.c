@@ -17,10 +17,10 @@
 
 #include "ph_csum.h"
 #include "ph_frag.h"
+#include "ph_tunnel.h"
 
 #define MAX_LINK_DEPTH   32   /* nested link headers (VLAN, MPLS, PBB...) per frame */
 #define MAX_IPV6_EXT     16   /* IPv6 extension headers walked per packet */
-#define VXLAN_PORT       4789 /* Zeek's PacketAnalyzer::VXLAN::vxlan_ports default */
 
 #define IPPROTO_HOPOPTS_ 0
 #define IPPROTO_ICMP_    1
@@ -46,6 +46,8 @@ struct ph_decoder {
     ph_frag_table *frag;
     uint64_t own_counters[PH_C__COUNT];  /* used when the caller passes no array */
     uint8_t hdrbuf[PH_FRAG_MAX_HDR];     /* header kept from an offset-0 fragment */
+    uint8_t tun_port_bits[65536 / 8];    /* UDP ports of enabled UDP tunnels */
+    uint8_t tun_udp;                     /* some UDP tunnel is enabled (ports or Teredo signature) */
 };
 
 /* Per-packet decoding context. */
@@ -55,10 +57,17 @@ typedef struct dctx {
     ph_parsed *out;
     int depth;         /* link headers seen so far */
     int frame_cut;     /* wire length > captured length (Zeek skips UDP checksums) */
+    const uint8_t *wire_base;  /* the buffer the current IP packet lies in ... */
+    uint32_t wire_len;         /* ... and how many bytes it had on the wire */
+    int in_rebuilt;    /* inside a reassembled datagram (its buffer must not be reused) */
+    int inner_failed;  /* a UDP tunnel's inner packet was not usable (Zeek mode: outer flows only) */
 } dctx;
 
 static int link_ethernet(dctx *c, const uint8_t *p, uint32_t len);
+static int link_ieee80211(dctx *c, const uint8_t *p, uint32_t len);
 static int decode_ip(dctx *c, const uint8_t *p, uint32_t len);
+static int tun_udp(dctx *c);
+static int tun_ip(dctx *c, uint8_t proto, const uint8_t *p, uint32_t wirelen, uint32_t caplen);
 
 /* ------------------------------------------------------------------ */
 /* Configuration and lifetime                                          */
@@ -70,6 +79,16 @@ void ph_decode_cfg_default(ph_decode_cfg *cfg)
     cfg->frag_max_datagrams = 4096;
     cfg->frag_max_bytes = 16u * 1024u * 1024u;
     cfg->frag_timeout_ns = 30 * PH_NS_PER_SEC;
+    cfg->tunnel_strip = 0;
+    cfg->tunnel_max_depth = 2;
+    cfg->teredo_dpd = 1;
+    for (int i = 0; i < PH_TUN__N; i++)
+        cfg->tunnel_enable[i] = 1;
+    cfg->tunnel_ports[PH_TUN_VXLAN][0] = PH_VXLAN_PORT;
+    cfg->tunnel_ports[PH_TUN_GENEVE][0] = PH_GENEVE_PORT;
+    cfg->tunnel_ports[PH_TUN_TEREDO][0] = PH_TEREDO_PORT;
+    cfg->tunnel_ports[PH_TUN_GTPV1][0] = PH_GTPU_PORT;
+    cfg->tunnel_ports[PH_TUN_AYIYA][0] = PH_AYIYA_PORT;
 }
 
 ph_decoder *ph_decoder_new(const ph_decode_cfg *cfg, uint64_t *counters)
@@ -83,6 +102,21 @@ ph_decoder *ph_decoder_new(const ph_decode_cfg *cfg, uint64_t *counters)
     else
         ph_decode_cfg_default(&d->cfg);
     d->counters = counters ? counters : d->own_counters;
+    if (d->cfg.tunnel_max_depth > PH_MAX_ENCAP)
+        d->cfg.tunnel_max_depth = PH_MAX_ENCAP;
+    for (int t = PH_TUN_VXLAN; t < PH_TUN__N; t++) {
+        if (!d->cfg.tunnel_enable[t] || !d->cfg.tunnel_max_depth)
+            continue;
+        for (int i = 0; i < PH_TUN_MAX_PORTS; i++) {
+            uint16_t port = d->cfg.tunnel_ports[t][i];
+            if (port) {
+                d->tun_port_bits[port >> 3] |= (uint8_t)(1u << (port & 7));
+                d->tun_udp = 1;
+            }
+        }
+    }
+    if (d->cfg.teredo_dpd && d->cfg.tunnel_enable[PH_TUN_TEREDO] && d->cfg.tunnel_max_depth)
+        d->tun_udp = 1;
     d->frag = ph_frag_new(d->cfg.frag_max_datagrams, d->cfg.frag_max_bytes, d->cfg.frag_timeout_ns, d->counters);
     if (!d->frag)
         goto error;
@@ -191,11 +225,15 @@ static int l4_udp(dctx *c)
     if (verify && cks == 0) {
         if (o->ipver == 4)
             verify = 0;
-        else if (o->dport == VXLAN_PORT && o->l4_len > 8 + 8 + 14 && (u[8] & 0x08))
+        else if (o->dport == PH_VXLAN_PORT && o->l4_len > 8 + 8 + 14 && (u[8] & 0x08))
             verify = 0;
     }
-    if (verify && !ph_csum_l4_ok(o->ipver, o->saddr, o->daddr, IPPROTO_UDP_, u, o->l4_len, 1))
-        o->flags |= PH_PF_L4_CSUM_BAD;
+    if (verify && !ph_csum_l4_ok(o->ipver, o->saddr, o->daddr, IPPROTO_UDP_, u, o->l4_len, 1)) {
+        o->flags |= PH_PF_L4_CSUM_BAD;   /* Zeek: no decapsulation either */
+        return PH_DEC_OK;
+    }
+    if (c->d->tun_udp)
+        return tun_udp(c);
     return PH_DEC_OK;
 }
 
@@ -234,7 +272,7 @@ static int decode_l4(dctx *c, uint8_t proto, const uint8_t *l4, uint32_t l4_len,
     case IPPROTO_IPIP_:
     case IPPROTO_IPV6_:
     case IPPROTO_GRE_:
-        return PH_C_UNSUPPORTED_TUNNEL;
+        return tun_ip(c, proto, l4, l4_len, l4_caplen);
     case IPPROTO_NONE_:
         /* Zeek (ip/IP.cc): "ipv6_no_next" weird, no connection. */
         return PH_C_NO_CONNECTION;
@@ -261,9 +299,8 @@ static int decode_l4(dctx *c, uint8_t proto, const uint8_t *l4, uint32_t l4_len,
  * the wire length, not the capture: "truncated_IP_len"). */
 static inline uint32_t wire_avail(const dctx *c, const uint8_t *p)
 {
-    uint32_t off = (uint32_t)(p - c->pkt->data);
-    uint32_t wire = c->pkt->wirelen > c->pkt->caplen ? c->pkt->wirelen : c->pkt->caplen;
-    return wire - off;
+    uint32_t off = (uint32_t)(p - c->wire_base);
+    return c->wire_len > off ? c->wire_len - off : 0;
 }
 
 /* A reassembled datagram (or an IPv6 atomic fragment) in the frag buffer. */
@@ -277,6 +314,8 @@ static int ipv4_fragment(dctx *c, const uint8_t *p, uint32_t ihl, uint32_t total
     uint32_t hl, dl;
     int r;
 
+    if (c->in_rebuilt)
+        return PH_C_FRAGMENT_DROPPED;   /* a fragment inside a reassembled tunnel packet */
     memset(&k, 0, sizeof k);
     memcpy(k.src, p + 12, 4);
     memcpy(k.dst, p + 16, 4);
@@ -358,6 +397,8 @@ static int ipv6_fragment(dctx *c, const uint8_t *p, uint32_t total, uint32_t off
     uint8_t *buf;
     ph_frag_key k;
 
+    if (c->in_rebuilt)
+        return PH_C_FRAGMENT_DROPPED;   /* a fragment inside a reassembled tunnel packet */
     if (foff == 0 && off <= PH_FRAG_MAX_HDR) {
         memcpy(d->hdrbuf, p, off);
         d->hdrbuf[nh_pos] = fh[0];  /* the header before now points past the fragment header */
@@ -483,6 +524,9 @@ static int decode_rebuilt(dctx *c, uint8_t *buf, uint32_t hdr_len, uint32_t data
 
     c->out->flags |= PH_PF_REASSEMBLED;
     c->frame_cut = 0;   /* Zeek: a reassembled packet has wire length == capture length */
+    c->in_rebuilt = 1;
+    c->wire_base = buf;
+    c->wire_len = total;
     if ((buf[0] >> 4) == 4) {
         buf[2] = (uint8_t)(total >> 8);
         buf[3] = (uint8_t)total;
@@ -506,6 +550,170 @@ static int decode_ip(dctx *c, const uint8_t *p, uint32_t len)
     default:
         return PH_C_BAD_IP_HEADER;
     }
+}
+
+/* ================================================================== */
+/* Tunnels (header parsers in ph_tunnel.c)                             */
+/* ================================================================== */
+
+/* Push the current (outer) packet onto the encapsulation stack and decode
+ * the inner packet at p (caplen bytes captured of wirelen). */
+static int tun_descend(dctx *c, const ph_tun_hdr *h, const uint8_t *p, uint32_t caplen, uint32_t wirelen)
+{
+    ph_parsed *o = c->out;
+    ph_encap *e = &o->encap[o->nencap++];
+    const uint8_t *q = p + h->off;
+    uint32_t len = caplen - h->off, wire = wirelen > h->off ? wirelen - h->off : 0;
+
+    memcpy(e->saddr, o->saddr, 16);
+    memcpy(e->daddr, o->daddr, 16);
+    e->ip_len = o->ip_len;
+    e->key = h->key;
+    e->type = h->type;
+    e->ipver = o->ipver;
+    e->flags = (uint8_t)((h->has_key ? PH_EF_KEY : 0) | ((o->flags & PH_PF_HAS_MAC) ? PH_EF_MAC : 0) |
+                         ((o->flags & PH_PF_TRUNCATED) ? PH_EF_TRUNCATED : 0));
+    if (ph_tun_is_udp(h->type)) {
+        e->sport = o->sport;
+        e->dport = o->dport;
+        e->udp_len = o->udp_len;
+    } else {
+        e->sport = e->dport = e->udp_len = 0;
+    }
+    e->nvlan = o->nvlan;
+    e->vlan[0] = o->vlan[0];
+    e->vlan[1] = o->vlan[1];
+    memcpy(e->smac, o->smac, 6);
+    memcpy(e->dmac, o->dmac, 6);
+    if (c->d->cfg.tunnel_strip && !o->ctx && h->has_key) {
+        /* mirroring mode: the outermost session id keys the flows */
+        if (h->type == PH_TUN_VXLAN || h->type == PH_TUN_GENEVE)
+            o->ctx = PH_CTX_VNI << 32 | h->key;
+        else if (h->type == PH_TUN_GRE || h->type == PH_TUN_ERSPAN)
+            o->ctx = PH_CTX_KEY << 32 | h->key;
+    }
+
+    /* the inner packet starts afresh */
+    o->flags = 0;
+    o->nvlan = 0;
+    o->vlan[0] = o->vlan[1] = 0;
+    memset(o->smac, 0, 6);
+    memset(o->dmac, 0, 6);
+    o->sport = o->dport = 0;
+    o->proto = 0;
+    o->payload_len = 0;
+    o->udp_len = 0;
+    o->tcp_seq = o->tcp_ack = 0;
+    o->tcp_win = 0;
+    o->tcp_flags = o->tcp_wscale = 0;
+    o->icmp_type = o->icmp_code = 0;
+    c->wire_base = q;
+    c->wire_len = wire;
+    c->frame_cut = len < wire;
+
+    switch (h->next) {
+    case PH_NEXT_ETH:
+        return link_ethernet(c, q, len);
+    case PH_NEXT_80211:
+        return link_ieee80211(c, q, len);
+    default:
+        return decode_ip(c, q, len);
+    }
+}
+
+/* The tunnel type of a UDP packet (PH_TUN_NONE if none): its destination
+ * port, then its source port, then Zeek's Teredo signature. */
+static int udp_tunnel_type(const dctx *c, const uint8_t *pl, uint32_t cap)
+{
+    const ph_decoder *d = c->d;
+    uint16_t ports[2] = {c->out->dport, c->out->sport};
+
+    for (int k = 0; k < 2; k++) {
+        uint16_t port = ports[k];
+        if (!((d->tun_port_bits[port >> 3] >> (port & 7)) & 1))
+            continue;
+        for (int t = PH_TUN_VXLAN; t < PH_TUN__N; t++) {
+            if (!d->cfg.tunnel_enable[t])
+                continue;
+            for (int i = 0; i < PH_TUN_MAX_PORTS; i++)
+                if (d->cfg.tunnel_ports[t][i] == port)
+                    return t;
+        }
+    }
+    if (d->cfg.teredo_dpd && d->cfg.tunnel_enable[PH_TUN_TEREDO] && d->cfg.tunnel_max_depth &&
+        ph_tun_teredo_signature(pl, cap))
+        return -PH_TUN_TEREDO;   /* by signature: a failed parse is just not Teredo */
+    return PH_TUN_NONE;
+}
+
+/* A UDP datagram whose checksum is fine: decapsulate it if it is a tunnel.
+ * The UDP packet itself stays the flow of the outer connection (Zeek logs it). */
+static int tun_udp(dctx *c)
+{
+    ph_parsed *o = c->out;
+    ph_decoder *d = c->d;
+    const uint8_t *pl = o->l4 + 8;
+    uint32_t wire = (o->udp_len < o->l4_len ? o->udp_len : o->l4_len) - 8u;
+    uint32_t cap = o->l4_caplen - 8u;
+    ph_tun_hdr h;
+    int type, r;
+
+    if (cap > wire)
+        cap = wire;
+    type = udp_tunnel_type(c, pl, cap);
+    if (type == PH_TUN_NONE)
+        return PH_DEC_OK;
+    switch (type < 0 ? -type : type) {
+    case PH_TUN_VXLAN: r = ph_tun_vxlan(pl, cap, &h); break;
+    case PH_TUN_GENEVE: r = ph_tun_geneve(pl, cap, &h); break;
+    case PH_TUN_TEREDO: r = ph_tun_teredo(pl, cap, wire, &h); break;
+    case PH_TUN_GTPV1: r = ph_tun_gtpv1(pl, cap, &h); break;
+    default: r = ph_tun_ayiya(pl, cap, &h); break;
+    }
+    if (r != PH_TUNR_OK) {
+        if ((r == PH_TUNR_TRUNC || r == PH_TUNR_BAD) && type > 0)
+            d->counters[PH_C_TUNNEL_BAD_HEADER]++;
+        return PH_DEC_OK;   /* a plain UDP packet of the outer connection */
+    }
+    if (o->nencap >= d->cfg.tunnel_max_depth) {
+        d->counters[PH_C_TUNNEL_TOO_DEEP]++;   /* Zeek: exceeded_tunnel_max_depth */
+        return PH_DEC_OK;
+    }
+    r = tun_descend(c, &h, pl, cap, wire);
+    if (r != PH_DEC_OK && !d->cfg.tunnel_strip) {
+        /* Zeek mode: the outer UDP connection still counts the packet */
+        if (!c->inner_failed)
+            d->counters[PH_C_TUNNEL_INNER_DROPPED]++;
+        c->inner_failed = 1;
+        return PH_DEC_OK;
+    }
+    return r;
+}
+
+/* IP protocols 4 (IPv4), 41 (IPv6) and 47 (GRE): no outer connection. */
+static int tun_ip(dctx *c, uint8_t proto, const uint8_t *p, uint32_t wirelen, uint32_t caplen)
+{
+    ph_decoder *d = c->d;
+    ph_tun_hdr h;
+    int r;
+
+    if (proto == IPPROTO_GRE_)
+        r = ph_tun_gre(p, caplen, &h);
+    else
+        r = ph_tun_ipip(proto, p, caplen, &h);
+    if (!d->cfg.tunnel_max_depth || !d->cfg.tunnel_enable[h.type])
+        return PH_C_UNSUPPORTED_TUNNEL;
+    if (r == PH_TUNR_NONE)
+        return PH_C_NO_CONNECTION;      /* PPTP acknowledgment, PPP control... */
+    if (r != PH_TUNR_OK) {
+        d->counters[PH_C_TUNNEL_BAD_HEADER]++;
+        return PH_C_UNSUPPORTED_TUNNEL;
+    }
+    if (c->out->nencap >= d->cfg.tunnel_max_depth) {
+        d->counters[PH_C_TUNNEL_TOO_DEEP]++;
+        return PH_C_UNSUPPORTED_TUNNEL;
+    }
+    return tun_descend(c, &h, p, caplen, wirelen);
 }
 
 /* ================================================================== */
@@ -787,38 +995,58 @@ int ph_decode(ph_decoder *d, const ph_pkt *pkt, ph_parsed *out)
     const uint8_t *p = pkt->data;
     uint32_t len = pkt->caplen;
 
-    memset(out, 0, sizeof *out);
+    int r;
+
+    memset(out, 0, PH_PARSED_CLEAR);
     out->ts_ns = pkt->ts_ns;
+    if (pkt->mirror_id)
+        out->ctx = PH_CTX_VNI << 32 | (pkt->mirror_id - 1u);
     c.d = d;
     c.pkt = pkt;
     c.out = out;
     c.depth = 0;
     c.frame_cut = pkt->wirelen > pkt->caplen;
+    c.wire_base = pkt->data;
+    c.wire_len = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
+    c.in_rebuilt = 0;
+    c.inner_failed = 0;
 
     switch (pkt->linktype) {
     case PH_LT_ETHERNET:
-        return link_ethernet(&c, p, len);
+        r = link_ethernet(&c, p, len);
+        break;
     case PH_LT_RAW:
     case PH_LT_IPV4:
     case PH_LT_IPV6:
     case PH_LT_DLT_RAW12:
     case PH_LT_DLT_RAW14:
-        return decode_ip(&c, p, len);
+        r = decode_ip(&c, p, len);
+        break;
     case PH_LT_NULL:
     case PH_LT_LOOP:
-        return link_null(&c, p, len);
+        r = link_null(&c, p, len);
+        break;
     case PH_LT_LINUX_SLL:
-        return link_sll(&c, p, len);
+        r = link_sll(&c, p, len);
+        break;
     case PH_LT_LINUX_SLL2:
-        return link_sll2(&c, p, len);
+        r = link_sll2(&c, p, len);
+        break;
     case PH_LT_PPP:
     case PH_LT_PPP_HDLC:
-        return link_ppp(&c, p, len);
+        r = link_ppp(&c, p, len);
+        break;
     case PH_LT_IEEE802_11:
-        return link_ieee80211(&c, p, len);
+        r = link_ieee80211(&c, p, len);
+        break;
     case PH_LT_RADIOTAP:
-        return link_radiotap(&c, p, len);
+        r = link_radiotap(&c, p, len);
+        break;
     default:
         return PH_C_UNSUPPORTED_LINKTYPE;
     }
+    out->inner_ok = (uint8_t)!c.inner_failed;
+    if (r == PH_DEC_OK && out->nencap && out->inner_ok)
+        d->counters[PH_C_TUNNEL_DECAPSULATED]++;
+    return r;
 }

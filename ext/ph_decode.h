@@ -25,11 +25,21 @@
 #define PH_LT_DLT_RAW12   12   /* DLT_RAW on some BSDs */
 #define PH_LT_DLT_RAW14   14   /* DLT_RAW on OpenBSD */
 
+#define PH_TUN_MAX_PORTS 4   /* ports per UDP tunnel type */
+
 typedef struct ph_decode_cfg {
     int ignore_checksums;          /* Zeek -C: verify nothing */
     uint32_t frag_max_datagrams;   /* concurrent datagrams under reassembly (default 4096) */
     uint32_t frag_max_bytes;       /* total bytes buffered for reassembly (default 16 MiB) */
     int64_t frag_timeout_ns;       /* incomplete datagram lifetime (default 30 s, packet time) */
+    /* tunnels (ph_tunnel.h, docs/architecture.md "Tunnels") */
+    uint8_t tunnel_strip;          /* 0: Zeek-compatible reporting; 1: mirroring mode (strip silently,
+                                      the outermost VNI/GRE key joins the flow key) */
+    uint8_t tunnel_max_depth;      /* nested encapsulations taken apart (Zeek's Tunnel::max_depth = 2;
+                                      at most PH_MAX_ENCAP; 0 = no decapsulation) */
+    uint8_t teredo_dpd;            /* Teredo on any UDP port whose payload matches Zeek's dpd_teredo (1) */
+    uint8_t tunnel_enable[PH_TUN__N];   /* per PH_TUN_* type: decapsulate it (default 1) */
+    uint16_t tunnel_ports[PH_TUN__N][PH_TUN_MAX_PORTS];   /* UDP tunnels' ports, 0 = unused */
 } ph_decode_cfg;
 
 void ph_decode_cfg_default(ph_decode_cfg *cfg);

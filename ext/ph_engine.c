@@ -83,6 +83,10 @@ const char *const ph_counter_names[PH_C__COUNT] = {
     "frag_timeout",
     "tcp_reuse",
     "link_unknown_seen",
+    "tunnel_decapsulated",
+    "tunnel_inner_dropped",
+    "tunnel_too_deep",
+    "tunnel_bad_header",
 };
 
 #define PH_FRAG_EXPIRE_EVERY_NS (1 * PH_NS_PER_SEC)
@@ -229,6 +233,7 @@ static inline void engine_time(ph_engine *e, int64_t ts)
 static inline int read_one(ph_engine *e, ph_eslot *s)
 {
     ph_pkt pkt;
+    pkt.mirror_id = 0;   /* capture files carry no mirroring session (the reader leaves it) */
     int rc = ph_reader_next(&e->reader, &pkt, &e->err);
     if (rc != PH_RD_PACKET)
         return rc;

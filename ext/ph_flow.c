@@ -63,11 +63,14 @@ void ph_flow_cfg_default(ph_flow_cfg *cfg)
     cfg->tcp_linger_ns = 5 * PH_NS_PER_SEC;
     cfg->long_inactivity_ns = (int64_t)PH_ZEEK_LONG_INACTIVITY_S * PH_NS_PER_SEC;
     cfg->active_timeout_ns = 600 * PH_NS_PER_SEC;
+    cfg->dns_session_ns = 10 * PH_NS_PER_SEC;
     cfg->capacity = 1u << 20;
     cfg->cid_seed = 0;
     cfg->emit_updates = 0;
     cfg->first_n = PH_FIRST_N;
     cfg->vlan_in_key = 1;
+    cfg->tunnel_strip = 0;
+    cfg->tunnel_max_changes = 5;
     for (size_t i = 0; i < PH_ZEEK_N_TCP_SERVER_PORTS; i++)
         cfg->tcp_server_ports[ph_zeek_tcp_server_ports[i] >> 3] |= (uint8_t)(1u << (ph_zeek_tcp_server_ports[i] & 7));
     for (size_t i = 0; i < PH_ZEEK_N_UDP_SERVER_PORTS; i++)
@@ -123,12 +126,13 @@ static inline uint64_t mum(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-static inline uint32_t key_hash(const uint64_t w[6])
+static inline uint32_t key_hash(const uint64_t w[7])
 {
-    /* two 64x64->128 multiplies over the six words (the address words are
-     * folded pairwise: a IPv4 key has w[1] = w[3] = 0) */
+    /* two 64x64->128 multiplies over the seven words (the address words are
+     * folded pairwise: a IPv4 key has w[1] = w[3] = 0; the tunnel context,
+     * almost always 0, is folded into the port word) */
     uint64_t h = mum(w[0] ^ w[3] ^ 0xa0761d6478bd642full, w[1] ^ w[2] ^ 0xe7037ed1a0b428dbull)
-               + mum(w[4] ^ 0x8ebc6af09c88c6e3ull, w[5] ^ 0x589965cc75374cc3ull);
+               + mum(w[4] ^ w[6] ^ 0x8ebc6af09c88c6e3ull, w[5] ^ 0x589965cc75374cc3ull);
     h = mum(h, 0x1d8e4e27c47d124full);
     return (uint32_t)(h ^ (h >> 32));
 }
@@ -136,7 +140,7 @@ static inline uint32_t key_hash(const uint64_t w[6])
 static inline int key_eq(const ph_fkey *x, const ph_fkey *y)
 {
     return ((x->w[0] ^ y->w[0]) | (x->w[1] ^ y->w[1]) | (x->w[2] ^ y->w[2]) | (x->w[3] ^ y->w[3]) |
-            (x->w[4] ^ y->w[4]) | (x->w[5] ^ y->w[5])) == 0;
+            (x->w[4] ^ y->w[4]) | (x->w[5] ^ y->w[5]) | (x->w[6] ^ y->w[6])) == 0;
 }
 
 /* Protocols for which Zeek never makes a connection (ESP, IPv6 mobility,
@@ -204,6 +208,7 @@ static int build_key(const ph_flowtab *t, const ph_parsed *p, ph_fkey *k, int *s
     }
     *src_is_a = src_first;
     k->w[5] = p->proto | (uint64_t)p->ipver << 8 | (uint64_t)oneway << 16;
+    k->w[6] = p->ctx;
     k->w[5] |= (uint64_t)key_hash(k->w) << 32;
     return kind;
 }
@@ -312,11 +317,14 @@ static int alloc_index(ph_flowtab *t, uint32_t *idx)
     return 0;
 }
 
+static void tun_release(ph_flowtab *t, ph_flow *f);
+
 static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
 {
     ph_flow_gen_removed(t, f);
     if (f->kind == PH_K_TCP)
         ph_tcp_release(t, f);
+    tun_release(t, f);
     slot_delete(t, ph_key_hash(&f->k), idx);
     ph_wheel_unlink(t, f);
     if (f->heap)
@@ -511,6 +519,13 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
         ph_flow_flip(t, f);
     if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0)
         f->tm[PH_TM_UPDATE] = p->ts_ns + t->cfg.active_timeout_ns;
+    if (kind == PH_K_UDP && t->cfg.dns_session_ns > 0) {
+        /* Zeek's DNS analyzer (attached by responder port) ends a UDP connection
+         * idle for dns_session_timeout - 1 s, checked every dns_session_timeout */
+        uint16_t rp = f->orig_is_a ? ph_key_pb(k) : ph_key_pa(k);
+        if (rp == 53 || rp == 137 || rp == 5353 || rp == 5355)
+            f->tm[PH_TM_DNS] = p->ts_ns + t->cfg.dns_session_ns;
+    }
     ph_wheel_insert(t, f, idx, ph_flow_deadline(t, f));
     ph_flow_timers_changed(t, f);
     t->active++;
@@ -552,13 +567,155 @@ static int simple_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_o
     return PH_C_IN_FLOW;
 }
 
-int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
+/* ------------------------------------------------------------------ */
+/* Tunnels (Zeek: src/Conn.cc CheckEncapsulation, conn/main.zeek)      */
+/* ------------------------------------------------------------------ */
+/* How a packet reached the table: the encapsulation stack above it. */
+typedef struct ph_tctx {
+    uint64_t sig;          /* identity of the stack, as Zeek compares EncapsulationStacks (0 = none) */
+    uint64_t parent;       /* uid of the innermost enclosing tunnel (0 = none) */
+    const ph_encap *e;     /* the innermost enclosing layer (metadata), or NULL */
+} ph_tctx;
+
+static inline uint64_t fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 33;
+    return k;
+}
+
+/* Zeek gives IP-in-IP and GRE tunnels a synthetic uid per address pair
+ * (either order); here a deterministic one, from the pair. */
+static uint64_t ip_tunnel_uid(const ph_encap *e)
+{
+    const uint8_t *a = e->saddr, *b = e->daddr;
+    uint64_t a0, a1, b0, b1;
+    if (memcmp(a, b, 16) > 0) {
+        a = e->daddr;
+        b = e->saddr;
+    }
+    memcpy(&a0, a, 8);
+    memcpy(&a1, a + 8, 8);
+    memcpy(&b0, b, 8);
+    memcpy(&b1, b + 8, 8);
+    uint64_t h = mum(a0 ^ 0x2d358dccaa6c78a5ull, a1 ^ 0x8bb84b93962eacc9ull) ^
+                 mum(b0 ^ 0x4b33a62ed433d4a3ull, b1 ^ 0x4d5a2da51de1aa47ull) ^ e->ipver;
+    h = fmix64(h);
+    return h ? h : 1;
+}
+
+/* The flow's tunnel record, made on first use (NULL only without memory). */
+static ph_tun_info *tun_make(ph_flowtab *t, ph_flow *f)
+{
+    uint32_t i;
+    if (f->tunx)
+        return ph_tun_get(t, f);
+    if (t->tfree) {
+        i = t->tfree - 1;
+        t->tfree = t->tchunks[i / PH_TUN_CHUNK][i % PH_TUN_CHUNK].next;
+    } else {
+        uint32_t c = t->tn_used / PH_TUN_CHUNK;
+        if (c >= (t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK)
+            return NULL;   /* cannot happen: one record per live flow at most */
+        if (!t->tchunks[c]) {
+            t->tchunks[c] = malloc(PH_TUN_CHUNK * sizeof(ph_tun_info));
+            if (!t->tchunks[c])
+                return NULL;
+            t->tnchunks = c + 1;
+        }
+        i = t->tn_used++;
+    }
+    f->tunx = i + 1;
+    ph_tun_info *ti = ph_tun_get(t, f);
+    memset(ti, 0, sizeof *ti);
+    return ti;
+}
+
+static void tun_release(ph_flowtab *t, ph_flow *f)
+{
+    if (!f->tunx)
+        return;
+    ph_tun_get(t, f)->next = t->tfree;
+    t->tfree = f->tunx;
+    f->tunx = 0;
+}
+
+/* The uid of a flow that is a tunnel parent: its flow id, computed once. */
+static uint64_t flow_uid(ph_flowtab *t, ph_flow *f)
+{
+    ph_tun_info *ti = tun_make(t, f);
+    uint64_t id;
+    uint8_t digest[20];
+    if (ti && ti->uid)
+        return ti->uid;
+    ph_flow_ids(t, f, digest, &id);
+    if (ti)
+        ti->uid = id;
+    return id;
+}
+
+static void tun_add_parent(ph_tun_info *ti, uint64_t uid)
+{
+    if (!uid || !ti)
+        return;
+    for (int i = 0; i < ti->nparents; i++)
+        if (ti->parents[i] == uid)
+            return;
+    if (ti->nparents < PH_TUN_PARENTS)
+        ti->parents[ti->nparents++] = uid;
+}
+
+/* A new flow: remember its tunnel context. */
+static void tun_init(ph_flowtab *t, ph_flow *f, const ph_tctx *tc)
+{
+    f->tun_sig = tc->sig;
+    if (!tc->parent && !tc->e)
+        return;
+    ph_tun_info *ti = tun_make(t, f);
+    if (!ti)
+        return;
+    tun_add_parent(ti, tc->parent);
+    if (tc->e) {
+        ti->type = tc->e->type;
+        ti->ipver = tc->e->ipver;
+        ti->key = tc->e->key;
+        ti->keyok = (tc->e->flags & PH_EF_KEY) != 0;
+        memcpy(ti->outer[0], tc->e->saddr, 16);
+        memcpy(ti->outer[1], tc->e->daddr, 16);
+    }
+}
+
+/* The packet came through another encapsulation than the last one (or none):
+ * Zeek's tunnel_changed, at most tunnel_max_changes times, then 'X'. */
+static void tun_change(ph_flowtab *t, ph_flow *f, const ph_tctx *tc)
+{
+    ph_tun_info *ti = tun_make(t, f);
+    uint8_t changes = ti ? ti->changes : 0;
+    if (!t->cfg.tunnel_max_changes || changes < t->cfg.tunnel_max_changes) {
+        if (ti && ti->changes < 255)
+            ti->changes++;
+        if (tc)
+            tun_add_parent(ti, tc->parent);
+    } else if (!(f->cf & PH_CF_TUNX)) {
+        f->cf |= PH_CF_TUNX;
+        ph_hist_add(f, 'X');
+    }
+    f->tun_sig = tc ? tc->sig : 0;
+}
+
+/* Account one packet in its flow; tc: its tunnel context (NULL = direct).
+ * *fout (if fout) receives the flow, or NULL. */
+static int flow_packet(ph_flowtab *t, const ph_parsed *p, const ph_tctx *tc, ph_flow **fout)
 {
     ph_fkey k;
-    int src_is_a;
+    int src_is_a, created = 0;
     uint32_t slot, idx;
 
-    ph_flowtab_advance(t, p->ts_ns);
+    if (fout)
+        *fout = NULL;
     if (no_connection_proto(p->proto))
         return PH_C_NO_CONNECTION;
     int kind = build_key(t, p, &k, &src_is_a);
@@ -578,12 +735,90 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
         f = flow_create(t, p, &k, kind, src_is_a, &idx);
         if (!f)
             return PH_C_FLOW_TABLE_FULL;
+        created = 1;
+        if (tc)
+            tun_init(t, f, tc);
     }
+    if (fout)
+        *fout = f;
+    if (!created && f->tun_sig != (tc ? tc->sig : 0))
+        tun_change(t, f, tc);
     int is_orig = (src_is_a == f->orig_is_a) ||
                   (k.w[0] == k.w[2] && k.w[1] == k.w[3] && ph_key_pa(&k) == ph_key_pb(&k));
     if (kind == PH_K_TCP)
         return ph_tcp_packet(t, f, p, is_orig);
     return simple_packet(t, f, p, is_orig);
+}
+
+/* The outer UDP packet of a UDP tunnel layer, as a packet of its own. */
+static void outer_udp(const ph_parsed *p, const ph_encap *e, ph_parsed *q)
+{
+    memset(q, 0, PH_PARSED_CLEAR);
+    q->ts_ns = p->ts_ns;
+    q->flags = (uint16_t)(((e->flags & PH_EF_MAC) ? PH_PF_HAS_MAC : 0) |
+                          ((e->flags & PH_EF_TRUNCATED) ? PH_PF_TRUNCATED : 0));
+    q->ipver = e->ipver;
+    q->proto = 17;
+    memcpy(q->saddr, e->saddr, 16);
+    memcpy(q->daddr, e->daddr, 16);
+    q->sport = e->sport;
+    q->dport = e->dport;
+    q->nvlan = e->nvlan;
+    q->vlan[0] = e->vlan[0];
+    q->vlan[1] = e->vlan[1];
+    memcpy(q->smac, e->smac, 6);
+    memcpy(q->dmac, e->dmac, 6);
+    q->ip_len = e->ip_len;
+    q->udp_len = e->udp_len;
+    q->payload_len = e->udp_len >= 8 ? e->udp_len - 8u : 0;
+    q->l4_len = q->l4_caplen = e->udp_len;
+    q->ctx = p->ctx;   /* Zeek mode: only a listener's mirroring session */
+}
+
+/* A decapsulated packet. Zeek mode: each UDP tunnel layer is a packet of
+ * its outer connection; the inner packet (if usable) is keyed by its own
+ * tuple and learns its tunnel parents. Mirroring mode: only the inner packet,
+ * keyed with the session id (ph_parsed.ctx the decoder set). */
+static int tunnel_packet(ph_flowtab *t, const ph_parsed *p)
+{
+    ph_tctx tc = {0, 0, NULL};
+    int disp = PH_C_IN_FLOW;
+
+    for (int i = 0; i < p->nencap && i < PH_MAX_ENCAP; i++) {
+        const ph_encap *e = &p->encap[i];
+        uint64_t uid;
+        if (t->cfg.tunnel_strip) {
+            tc.e = e;
+            continue;
+        }
+        if (ph_tun_is_udp(e->type)) {
+            ph_parsed q;
+            ph_flow *of;
+            outer_udp(p, e, &q);
+            disp = flow_packet(t, &q, tc.sig || tc.e ? &tc : NULL, &of);
+            /* Zeek's EncapsulatingConn is made from the outer connection (its
+             * originator and responder), so both directions are one layer */
+            uid = of ? flow_uid(t, of) : 0;
+        } else {
+            uid = ip_tunnel_uid(e);
+        }
+        tc.sig = fmix64(mum(tc.sig ^ 0x9e3779b97f4a7c15ull, uid ^ ((uint64_t)e->type << 56)) + 1);
+        if (!tc.sig)
+            tc.sig = 1;
+        tc.parent = uid;
+        tc.e = e;
+    }
+    if (!p->inner_ok)
+        return disp;
+    return flow_packet(t, p, &tc, NULL);
+}
+
+int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
+{
+    ph_flowtab_advance(t, p->ts_ns);
+    if (p->nencap)
+        return tunnel_packet(t, p);
+    return flow_packet(t, p, NULL, NULL);
 }
 
 /* Two stages, so that neither waits for memory: this packet's slot line is
@@ -595,7 +830,7 @@ void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
     ph_fkey k;
     int src_is_a;
     uint64_t now = 0;
-    if (!no_connection_proto(p->proto)) {
+    if (!no_connection_proto(p->proto) && !p->nencap) {
         build_key(t, p, &k, &src_is_a);
         __builtin_prefetch(&t->slots[ph_key_hash(&k) & t->mask]);
         now = 1ull << 32 | ph_key_hash(&k);
@@ -660,7 +895,8 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
     t->heap = malloc((size_t)t->capacity * sizeof *t->heap);
     t->wheel = calloc(PH_WHEEL_SIZE, sizeof *t->wheel);
     t->wbits = calloc(PH_WHEEL_SIZE / 64, sizeof *t->wbits);
-    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wbits)
+    t->tchunks = calloc((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK, sizeof *t->tchunks);
+    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wbits || !t->tchunks)
         goto error;
     t->now = t->prev_now = INT64_MIN;
     t->tmo_ns[PH_TMO_UDP] = cfg->udp_inactivity_ns;
@@ -691,6 +927,10 @@ void ph_flowtab_free(ph_flowtab *t)
     free(t->wbits);
     for (uint32_t c = 0; c < t->xnchunks; c++)
         free(t->xchunks[c]);
+    if (t->tchunks)
+        for (uint32_t c = 0; c < t->tnchunks; c++)
+            free(t->tchunks[c]);
+    free(t->tchunks);
     free(t);
 }
 
@@ -753,5 +993,7 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
            ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
            (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * sizeof *t->wheel +
            PH_WHEEL_SIZE / 64 * sizeof *t->wbits +
-           (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk);
+           (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +
+           ((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK) * sizeof *t->tchunks +
+           (size_t)t->tnchunks * PH_TUN_CHUNK * sizeof(ph_tun_info);
 }

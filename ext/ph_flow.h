@@ -25,6 +25,8 @@ typedef struct ph_flow_cfg {
     int64_t tcp_linger_ns;          /* 5 s  (tcp_connection_linger) */
     int64_t long_inactivity_ns;     /* 3600 s for ports 21,22,23,513/tcp (conn/inactivity.zeek); 0 = off */
     int64_t active_timeout_ns;      /* interim update period; 0 disables */
+    int64_t dns_session_ns;         /* 10 s: Zeek's dns_session_timeout, for UDP flows whose responder port
+                                       is a DNS analyzer port (53, 137, 5353, 5355); 0 = off */
     uint32_t capacity;              /* max concurrent flows; eviction beyond (see docs/counters.md) */
     uint16_t cid_seed;              /* Community ID seed */
     uint8_t ignore_checksums;       /* Zeek -C (the decoder does the checking; kept for reference) */
@@ -40,6 +42,11 @@ typedef struct ph_flow_cfg {
      * policy/frameworks/conn_key/vlan_fivetuple); 0: Zeek's default key, without
      * VLANs (both directions of a flow routed between two VLANs are one flow). */
     uint8_t vlan_in_key;
+    /* tunnels: 1 = mirroring mode (ph_decode_cfg.tunnel_strip: no outer flows, no
+     * tunnel_parents); Zeek's Tunnel::max_changes_per_connection (5; 0 = no limit),
+     * after which a flow gets history 'X' and no more tunnel parents */
+    uint8_t tunnel_strip;
+    uint8_t tunnel_max_changes;
 } ph_flow_cfg;
 
 /* Zeek's defaults (timeouts, capacity 1<<20, seed 0, first_n 8, Zeek's likely_server_ports). */

@@ -11,6 +11,7 @@
  *   v      = vlan | inner_vlan << 16
  *   h      = mum(d0 ^ K0, d1 ^ K1) ^ mum(d2 ^ K2, ts_start ^ K3) ^ mum(v ^ K4, K5)
  *   h     ^= mum(g ^ K6, K7)          only when g != 0
+ *   h     ^= mum(c ^ K8, K9)          only when the tunnel context c != 0 (mirroring session)
  *   flow_id = fmix64(h)      (mum(a, b) = low ^ high half of the 128-bit a*b;
  *                             K0..K7 and fmix64 as in the code below)
  *
@@ -68,6 +69,8 @@ void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint
                  mum64(v ^ 0x1d8e4e27c47d124full, 0x9e3779b97f4a7c15ull);
     if (f->gen)
         h ^= mum64(f->gen ^ 0xd6e8feb86659fd93ull, 0xc2b2ae3d27d4eb4full);
+    if (f->k.w[6])
+        h ^= mum64(f->k.w[6] ^ 0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull);
     *flow_id = fmix64(h);
 }
 
@@ -328,6 +331,24 @@ void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const
         if (in_local_nets(&t->cfg, r->resp_h, ph_key_ipver(&f->k)))
             fl |= PH_RF_LOCAL_RESP;
     }
+    const ph_tun_info *ti = ph_tun_get(t, f);
+    if (ti && ti->type) {
+        fl |= PH_RF_TUNNEL;
+        r->tunnel_type = ti->type;
+        r->tunnel_ipver = ti->ipver;
+        memcpy(r->tunnel_outer_src, ti->outer[0], 16);
+        memcpy(r->tunnel_outer_dst, ti->outer[1], 16);
+        if (ti->keyok) {
+            fl |= PH_RF_TUNNEL_KEY;
+            r->tunnel_key = ti->key;
+        }
+    }
+    if (f->k.w[6]) {
+        fl |= PH_RF_INGRESS;
+        r->ingress_id = (uint32_t)f->k.w[6];
+    }
+    for (int i = 0; ti && i < ti->nparents && i < 4; i++)
+        r->tunnel_parents[i] = ti->parents[i];
     r->flags = fl;
     r->ip_version = ph_key_ipver(&f->k);
     r->proto = ph_key_proto(&f->k);

@@ -49,7 +49,7 @@ enum { PH_K_FREE = 0, PH_K_TCP, PH_K_UDP, PH_K_ICMP, PH_K_OTHER };
 enum { PH_TMO_UDP = 0, PH_TMO_TCP, PH_TMO_LONG, PH_TMO_ICMP, PH_TMO_OTHER, PH_TMO_N };
 
 /* per-flow timers kept in the heap (Zeek analyzer timers, plus interim updates) */
-enum { PH_TM_EXPIRE1 = 0, PH_TM_EXPIRE2, PH_TM_ATTEMPT, PH_TM_DELETE, PH_TM_UPDATE, PH_TM_N };
+enum { PH_TM_EXPIRE1 = 0, PH_TM_EXPIRE2, PH_TM_ATTEMPT, PH_TM_DELETE, PH_TM_UPDATE, PH_TM_DNS, PH_TM_N };
 
 /* Zeek TCP endpoint states (script enum values) */
 enum { PH_TCPS_INACTIVE = 0, PH_TCPS_SYN_SENT, PH_TCPS_SYN_ACK_SENT, PH_TCPS_PARTIAL,
@@ -74,6 +74,10 @@ enum { PH_SH_C = 0, PH_SH_G, PH_SH_T, PH_SH_W };
 #define PH_CF_FPS_ORIG   0x0040   /* first_packet_seen & ORIG */
 #define PH_CF_FPS_RESP   0x0080   /* first_packet_seen & RESP */
 #define PH_CF_EXPREL     0x0100   /* TCP expire checks can act: their timers are in the heap */
+#define PH_CF_TUNX       0x0200   /* history 'X' written: too many tunnel changes */
+
+#define PH_TUN_PARENTS 4          /* tunnel parents kept per flow (Zeek's limit of changes keeps it small) */
+#define PH_TUN_CHUNK 1024u        /* tunnel records are allocated 1024 at a time */
 
 /* history "seen" masks (TCP_Endpoint::HistoryMasks; responder = << 16) */
 #define PH_HIST_SYN  0x01
@@ -88,15 +92,16 @@ enum { PH_SH_C = 0, PH_SH_G, PH_SH_T, PH_SH_W };
 /* Flow state                                                          */
 /* ------------------------------------------------------------------ */
 
-/* The table key: canonically ordered endpoints, as six 64-bit words built in
+/* The table key: canonically ordered endpoints, as seven 64-bit words built in
  * registers (never re-read through narrower stores):
  *   w[0..1] address a (16 bytes as in the packet; IPv4 in the first 4)
  *   w[2..3] address b
  *   w[4]    port a | port b << 16 | VLAN << 32 | inner VLAN << 48
  *   w[5]    proto | IP version << 8 | one-way << 16 | hash << 32
- * The hash is part of the last word (equal keys have equal hashes). */
+ *   w[6]    tunnel context ph_parsed.ctx (mirroring session), 0 for most flows
+ * The hash is part of w[5] (equal keys have equal hashes). */
 typedef struct ph_fkey {
-    uint64_t w[6];
+    uint64_t w[7];
 } ph_fkey;
 
 static inline const uint8_t *ph_key_a(const ph_fkey *k) { return (const uint8_t *)&k->w[0]; }
@@ -148,6 +153,7 @@ typedef struct ph_flow {
     uint16_t cf;             /* PH_CF_* */
     uint32_t hist_seen;
     uint32_t gen;            /* earlier flows on this key with this ts_start (flow id; 0 almost always) */
+    uint64_t tun_sig;        /* encapsulation stack of the last packet (0 = direct; ph_flow.c tunnels) */
     int64_t ts_start;
     int64_t last_time;       /* Zeek's last_time (duration end) */
     int64_t last_pkt[2];     /* last counted packet per direction (INT64_MIN = none) */
@@ -172,7 +178,24 @@ typedef struct ph_flow {
     uint8_t fdir;            /* bit i: packet i came from the responder */
     uint16_t fsz[PH_FIRST_N];
     uint32_t fiat[PH_FIRST_N];  /* encoded gap: < 2^31 = ns, else 2^31 | microseconds */
+    uint32_t tunx;           /* tunnel record (ph_tun_info index + 1), 0 = none (most flows) */
 } ph_flow;
+
+/* What a flow knows about tunnels, kept out of line (only tunnelled flows and
+ * tunnel parents have one): at most one per flow, so the pool is bounded by
+ * the table's capacity. */
+typedef struct ph_tun_info {
+    uint64_t uid;            /* the flow's id, computed once when it is a tunnel parent (0 = not yet) */
+    uint64_t parents[PH_TUN_PARENTS];   /* uids of enclosing tunnels (Zeek's tunnel_parents) */
+    uint8_t outer[2][16];    /* outer source/destination of the innermost tunnel of the first packet */
+    uint32_t key;            /* its VNI / key / TEID */
+    uint32_t next;           /* free list (index + 1) */
+    uint8_t type;            /* its PH_TUN_* (0 = the flow itself is not tunnelled) */
+    uint8_t ipver;
+    uint8_t keyok;
+    uint8_t nparents;
+    uint8_t changes;         /* encapsulation changes counted (Zeek's tunnel_changes) */
+} ph_tun_info;
 
 typedef struct ph_heap_ent {
     int64_t t;
@@ -213,6 +236,9 @@ struct ph_flowtab {
     /* extension blocks of out-of-order ranges (ph_flow_tcp.c) */
     ph_ooo_blk *xchunks[(PH_OOO_POOL_MAX + PH_OOO_POOL_CHUNK) / PH_OOO_POOL_CHUNK];
     uint32_t xnchunks, xn_used, xfree;   /* xfree: free list (index + 1), linked through r[0][0] */
+    /* tunnel records (ph_flow.c): chunks allocated on demand, up to the capacity */
+    ph_tun_info **tchunks;
+    uint32_t tnchunks, tn_used, tfree;
     /* flows removed in the current tick that started in it (flow ids, ph_flow_export.c) */
     struct { uint64_t epoch; uint32_t hash, next; } gen_tab[PH_GEN_SLOTS];
     uint64_t gen_epoch;      /* entries of other epochs are free; 0 = never used */
@@ -229,6 +255,12 @@ struct ph_flowtab {
 static inline ph_flow *ph_flow_at(const ph_flowtab *t, uint32_t idx)
 {
     return &t->chunks[idx >> PH_CHUNK_SHIFT][idx & (PH_CHUNK - 1)];
+}
+
+static inline ph_tun_info *ph_tun_get(const ph_flowtab *t, const ph_flow *f)
+{
+    uint32_t i = f->tunx - 1u;
+    return f->tunx ? &t->tchunks[i / PH_TUN_CHUNK][i % PH_TUN_CHUNK] : NULL;
 }
 
 static inline void ph_hist_add(ph_flow *f, char c)

@@ -207,6 +207,14 @@ static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
             f->tm[PH_TM_UPDATE] = next;
             break;
         }
+        case PH_TM_DNS:
+            /* DNS_Analyzer::ExpireTimer, run with the current packet time */
+            if (now - f->last_time >= t->cfg.dns_session_ns - PH_NS_PER_SEC) {
+                ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
+                return;
+            }
+            f->tm[PH_TM_DNS] = now + t->cfg.dns_session_ns;
+            break;
         }
     }
     ph_flow_timers_changed(t, f);

@@ -518,6 +518,29 @@ void ph_format_uid(uint64_t flow_id, char out[16])
     *e = '\0';
 }
 
+#define N_PARENTS ((int)(sizeof(((ph_flow_rec *)0)->tunnel_parents) / sizeof(uint64_t)))
+
+static inline int has_parents(const ph_flow_rec *r) { return r->tunnel_parents[0] != 0; }
+
+/* tunnel_parents as a JSON array of uids, or Zeek TSV's comma-separated set. */
+static char *put_parents(char *p, const ph_flow_rec *r, int json)
+{
+    if (json)
+        *p++ = '[';
+    for (int i = 0; i < N_PARENTS && r->tunnel_parents[i]; i++) {
+        if (i)
+            *p++ = ',';
+        if (json)
+            *p++ = '"';
+        p = put_uid(p, r->tunnel_parents[i]);
+        if (json)
+            *p++ = '"';
+    }
+    if (json)
+        *p++ = ']';
+    return p;
+}
+
 /* ------------------------------------------------------------------ */
 /* ISO 8601 time                                                       */
 /* ------------------------------------------------------------------ */
@@ -668,6 +691,10 @@ static char *zeek_json_line(char *p, const ph_flow_rec *r)
     p = put_u64(p, r->resp_pkts);
     p = PUT(p, ",\"resp_ip_bytes\":");
     p = put_u64(p, r->resp_ip_bytes);
+    if (has_parents(r)) {
+        p = PUT(p, ",\"tunnel_parents\":");
+        p = put_parents(p, r, 1);
+    }
     p = PUT(p, ",\"ip_proto\":");
     p = put_u64(p, r->proto);
     size_t cl = field_strlen(r->community_id, sizeof(r->community_id));
@@ -734,7 +761,12 @@ static char *zeek_tsv_line(char *p, const ph_flow_rec *r)
     p = put_u64(p, r->resp_pkts);
     *p++ = '\t';
     p = put_u64(p, r->resp_ip_bytes);
-    p = PUT(p, "\t-\t"); /* tunnel_parents: unset, as Zeek logs it for direct connections */
+    *p++ = '\t';
+    if (has_parents(r))
+        p = put_parents(p, r, 0);
+    else
+        *p++ = '-';   /* unset, as Zeek logs it for direct connections */
+    *p++ = '\t';
     p = put_u64(p, r->proto);
     *p++ = '\t';
     size_t cl = field_strlen(r->community_id, sizeof(r->community_id));
@@ -923,6 +955,26 @@ static char *put_scalar(char *p, const char *src, char kind, unsigned elem)
     }
 }
 
+/* The pyhunt.tunnel object (inside "pyhunt", after "flow"). */
+static char *put_tunnel(char *p, const ph_flow_rec *r)
+{
+    static const char *const names[] = {"", "ip", "gre", "erspan", "vxlan", "geneve", "teredo", "gtpv1", "ayiya"};
+    const char *n = r->tunnel_type < sizeof(names) / sizeof(names[0]) ? names[r->tunnel_type] : "unknown";
+    p = PUT(p, ",\"tunnel\":{\"type\":\"");
+    p = put_mem(p, n, strlen(n));
+    *p++ = '"';
+    if (r->flags & PH_RF_TUNNEL_KEY) {
+        p = (r->tunnel_type == PH_TUN_VXLAN || r->tunnel_type == PH_TUN_GENEVE) ? PUT(p, ",\"vni\":")
+                                                                               : PUT(p, ",\"key\":");
+        p = put_u64(p, r->tunnel_key);
+    }
+    p = PUT(p, ",\"outer\":{\"source\":{\"ip\":\"");
+    p = put_addr(p, r->tunnel_ipver, r->tunnel_outer_src);
+    p = PUT(p, "\"},\"destination\":{\"ip\":\"");
+    p = put_addr(p, r->tunnel_ipver, r->tunnel_outer_dst);
+    return PUT(p, "\"}}}");
+}
+
 static char *put_features(char *p, const ph_flow_rec *r, const feat_plan *fp)
 {
     const char *base = (const char *)r;
@@ -949,7 +1001,13 @@ static char *put_features(char *p, const ph_flow_rec *r, const feat_plan *fp)
             *p++ = ']';
         }
     }
-    return put_mem(p, fp->pool + fp->tail_off, fp->tail_len);
+    if (!(r->flags & PH_RF_TUNNEL) || fp->tail_len < 1)
+        return put_mem(p, fp->pool + fp->tail_off, fp->tail_len);
+    /* close all but "pyhunt", add pyhunt.tunnel, close "pyhunt" */
+    p = put_mem(p, fp->pool + fp->tail_off, (size_t)fp->tail_len - 1u);
+    p = put_tunnel(p, r);
+    *p++ = '}';
+    return p;
 }
 
 /* ------------------------------------------------------------------ */
@@ -989,7 +1047,7 @@ static const char *end_reason_name(uint8_t r)
     return r < PH_N_END_REASONS ? ph_end_reason_names[r] : "unknown";
 }
 
-#define ECS_FIXED_MAX 3072
+#define ECS_FIXED_MAX 3584   /* includes the tunnel objects (< 400 bytes) */
 
 typedef struct ecs_ctx {
     const char *observer;
@@ -1087,7 +1145,13 @@ static char *ecs_doc(char *p, const ph_flow_rec *r, const ecs_ctx *cx)
         p = put_json_str(p, cx->observer, cx->observer_len);
         *p++ = ',';
     }
-    p = PUT(p, "\"type\":\"sensor\",\"product\":\"pyhunt\",\"vendor\":\"pyhunt\"}");
+    p = PUT(p, "\"type\":\"sensor\",\"product\":\"pyhunt\",\"vendor\":\"pyhunt\"");
+    if (r->flags & PH_RF_INGRESS) {
+        p = PUT(p, ",\"ingress\":{\"interface\":{\"id\":\"");
+        p = put_u64(p, r->ingress_id);
+        p = PUT(p, "\"}}");
+    }
+    *p++ = '}';
 
     p = PUT(p, ",\"zeek\":{\"session_id\":\"");
     p = put_mem(p, uid, sizeof(uid));
@@ -1105,6 +1169,10 @@ static char *ecs_doc(char *p, const ph_flow_rec *r, const ecs_ctx *cx)
     if (r->flags & PH_RF_LOCAL_KNOWN) {
         p = (r->flags & PH_RF_LOCAL_ORIG) ? PUT(p, ",\"local_orig\":true") : PUT(p, ",\"local_orig\":false");
         p = (r->flags & PH_RF_LOCAL_RESP) ? PUT(p, ",\"local_resp\":true") : PUT(p, ",\"local_resp\":false");
+    }
+    if (has_parents(r)) {
+        p = PUT(p, ",\"tunnel_parents\":");
+        p = put_parents(p, r, 1);
     }
     if (icmp) {
         /* as Elastic's Zeek integration: type = id.orig_p, code = id.resp_p */

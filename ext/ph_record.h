@@ -37,6 +37,9 @@
 #define PH_RF_LOCAL_ORIG 0x0020
 #define PH_RF_LOCAL_RESP 0x0040
 #define PH_RF_LOCAL_KNOWN 0x0080
+#define PH_RF_TUNNEL 0x0100
+#define PH_RF_TUNNEL_KEY 0x0200
+#define PH_RF_INGRESS 0x0400
 
 static const char *const ph_conn_state_names[] = {"S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"};
 static const char *const ph_end_reason_names[] = {"end_of_input", "inactivity", "tcp_closed", "tcp_reuse", "evicted", "active_timeout", "shutdown"};
@@ -44,7 +47,7 @@ static const char *const ph_end_reason_names[] = {"end_of_input", "inactivity", 
 #define PH_N_END_REASONS 7
 
 typedef struct ph_flow_rec {
-    uint64_t flow_id; /* stable flow id (from Community ID, start time and VLAN context); the uid and _id */
+    uint64_t flow_id; /* stable flow id (from Community ID, start time, VLAN and tunnel context); the uid and _id */
     int64_t ts_start; /* time of the first packet (ns since epoch) */
     int64_t ts_end; /* time of the last packet that counts for duration (Zeek's last_time) (ns since epoch) */
     uint64_t orig_pkts; /* packets from the originator (packets) */
@@ -54,6 +57,7 @@ typedef struct ph_flow_rec {
     uint64_t orig_bytes; /* payload bytes from the originator (TCP: sequence space, as Zeek) (bytes) */
     uint64_t resp_bytes; /* payload bytes from the responder (bytes) */
     uint64_t missed_bytes; /* bytes in TCP content gaps (Zeek's missed_bytes) (bytes) */
+    uint64_t tunnel_parents[4]; /* flow ids (uids) of the enclosing tunnels, as Zeek's tunnel_parents; 0 = unused slot */
     double orig_size_mean; /* mean IP packet length, originator (bytes) */
     double orig_size_std; /* population standard deviation of IP packet length, originator (bytes) */
     double resp_size_mean; /* mean IP packet length, responder (bytes) */
@@ -97,6 +101,8 @@ typedef struct ph_flow_rec {
     uint32_t resp_ece; /* TCP packets with ECE set, from the responder (packets) */
     uint32_t resp_cwr; /* TCP packets with CWR set, from the responder (packets) */
     uint32_t resp_empty_pkts; /* packets without transport payload, from the responder (packets) */
+    uint32_t tunnel_key; /* VNI, GRE key, ERSPAN session id or GTP TEID of the innermost tunnel (valid if flags & tunnel_key) */
+    uint32_t ingress_id; /* mirroring session keyed with the flow: VNI or GRE key (valid if flags & ingress) */
     uint16_t vlan; /* outer 802.1Q VLAN id (valid if flags & vlan) */
     uint16_t inner_vlan; /* inner VLAN id of Q-in-Q (valid if flags & inner_vlan) */
     uint16_t orig_p; /* originator port (ICMP: type) */
@@ -107,6 +113,10 @@ typedef struct ph_flow_rec {
     uint8_t resp_h[16]; /* responder address */
     uint8_t orig_mac[6]; /* originator MAC (valid if flags & mac) */
     uint8_t resp_mac[6]; /* responder MAC (valid if flags & mac) */
+    uint8_t tunnel_outer_src[16]; /* outer source address of the innermost tunnel, first packet (flags & tunnel) */
+    uint8_t tunnel_outer_dst[16]; /* outer destination address of the innermost tunnel, first packet */
+    uint8_t tunnel_type; /* innermost tunnel, index into pyhunt.schema.TUNNEL_TYPES (0 = none) */
+    uint8_t tunnel_ipver; /* IP version of the tunnel's outer addresses */
     uint8_t ip_version; /* 4 or 6 */
     uint8_t proto; /* IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6, ...) */
     uint8_t conn_state; /* Zeek conn_state, index into pyhunt.schema.CONN_STATES */
@@ -115,13 +125,13 @@ typedef struct ph_flow_rec {
     int8_t first_dirs[8]; /* direction of each of the first packets: 1 originator, -1 responder */
     char history[40]; /* Zeek connection history letters (NUL-terminated, empty = unset) */
     char community_id[32]; /* Community ID v1, base64 form ('1:...') */
-    uint8_t reserved[5]; /* zero (explicit tail padding, so the record has no implicit padding) */
+    uint8_t reserved[3]; /* zero (explicit tail padding, so the record has no implicit padding) */
 } ph_flow_rec;
 
-#define PH_REC_SIZE 544
+#define PH_REC_SIZE 616
 /* layout table for the import-time ABI check and generic serialization */
 typedef struct ph_rec_field { const char *name; const char *ecs; char kind; uint8_t elem; uint16_t count; uint32_t offset; } ph_rec_field;
-#define PH_REC_NFIELDS 72
+#define PH_REC_NFIELDS 79
 static const ph_rec_field ph_rec_fields[] = {
     {"flow_id", NULL, 'u', 8, 1, 0},
     {"ts_start", NULL, 'i', 8, 1, 8},
@@ -133,74 +143,81 @@ static const ph_rec_field ph_rec_fields[] = {
     {"orig_bytes", NULL, 'u', 8, 1, 56},
     {"resp_bytes", NULL, 'u', 8, 1, 64},
     {"missed_bytes", NULL, 'u', 8, 1, 72},
-    {"orig_size_mean", "pyhunt.flow.orig.pkt_size.mean", 'f', 8, 1, 80},
-    {"orig_size_std", "pyhunt.flow.orig.pkt_size.std", 'f', 8, 1, 88},
-    {"resp_size_mean", "pyhunt.flow.resp.pkt_size.mean", 'f', 8, 1, 96},
-    {"resp_size_std", "pyhunt.flow.resp.pkt_size.std", 'f', 8, 1, 104},
-    {"both_size_mean", "pyhunt.flow.both.pkt_size.mean", 'f', 8, 1, 112},
-    {"both_size_std", "pyhunt.flow.both.pkt_size.std", 'f', 8, 1, 120},
-    {"orig_iat_min", "pyhunt.flow.orig.iat.min", 'f', 8, 1, 128},
-    {"orig_iat_mean", "pyhunt.flow.orig.iat.mean", 'f', 8, 1, 136},
-    {"orig_iat_std", "pyhunt.flow.orig.iat.std", 'f', 8, 1, 144},
-    {"orig_iat_max", "pyhunt.flow.orig.iat.max", 'f', 8, 1, 152},
-    {"resp_iat_min", "pyhunt.flow.resp.iat.min", 'f', 8, 1, 160},
-    {"resp_iat_mean", "pyhunt.flow.resp.iat.mean", 'f', 8, 1, 168},
-    {"resp_iat_std", "pyhunt.flow.resp.iat.std", 'f', 8, 1, 176},
-    {"resp_iat_max", "pyhunt.flow.resp.iat.max", 'f', 8, 1, 184},
-    {"both_iat_min", "pyhunt.flow.both.iat.min", 'f', 8, 1, 192},
-    {"both_iat_mean", "pyhunt.flow.both.iat.mean", 'f', 8, 1, 200},
-    {"both_iat_std", "pyhunt.flow.both.iat.std", 'f', 8, 1, 208},
-    {"both_iat_max", "pyhunt.flow.both.iat.max", 'f', 8, 1, 216},
-    {"first_iat", "pyhunt.flow.first.iat", 'f', 8, 8, 224},
-    {"orig_size_min", "pyhunt.flow.orig.pkt_size.min", 'u', 4, 1, 288},
-    {"orig_size_max", "pyhunt.flow.orig.pkt_size.max", 'u', 4, 1, 292},
-    {"resp_size_min", "pyhunt.flow.resp.pkt_size.min", 'u', 4, 1, 296},
-    {"resp_size_max", "pyhunt.flow.resp.pkt_size.max", 'u', 4, 1, 300},
-    {"both_size_min", "pyhunt.flow.both.pkt_size.min", 'u', 4, 1, 304},
-    {"both_size_max", "pyhunt.flow.both.pkt_size.max", 'u', 4, 1, 308},
-    {"orig_syn", "pyhunt.flow.orig.tcp_flags.syn", 'u', 4, 1, 312},
-    {"orig_ack", "pyhunt.flow.orig.tcp_flags.ack", 'u', 4, 1, 316},
-    {"orig_fin", "pyhunt.flow.orig.tcp_flags.fin", 'u', 4, 1, 320},
-    {"orig_rst", "pyhunt.flow.orig.tcp_flags.rst", 'u', 4, 1, 324},
-    {"orig_psh", "pyhunt.flow.orig.tcp_flags.psh", 'u', 4, 1, 328},
-    {"orig_urg", "pyhunt.flow.orig.tcp_flags.urg", 'u', 4, 1, 332},
-    {"orig_ece", "pyhunt.flow.orig.tcp_flags.ece", 'u', 4, 1, 336},
-    {"orig_cwr", "pyhunt.flow.orig.tcp_flags.cwr", 'u', 4, 1, 340},
-    {"orig_empty_pkts", "pyhunt.flow.orig.empty_pkts", 'u', 4, 1, 344},
-    {"resp_syn", "pyhunt.flow.resp.tcp_flags.syn", 'u', 4, 1, 348},
-    {"resp_ack", "pyhunt.flow.resp.tcp_flags.ack", 'u', 4, 1, 352},
-    {"resp_fin", "pyhunt.flow.resp.tcp_flags.fin", 'u', 4, 1, 356},
-    {"resp_rst", "pyhunt.flow.resp.tcp_flags.rst", 'u', 4, 1, 360},
-    {"resp_psh", "pyhunt.flow.resp.tcp_flags.psh", 'u', 4, 1, 364},
-    {"resp_urg", "pyhunt.flow.resp.tcp_flags.urg", 'u', 4, 1, 368},
-    {"resp_ece", "pyhunt.flow.resp.tcp_flags.ece", 'u', 4, 1, 372},
-    {"resp_cwr", "pyhunt.flow.resp.tcp_flags.cwr", 'u', 4, 1, 376},
-    {"resp_empty_pkts", "pyhunt.flow.resp.empty_pkts", 'u', 4, 1, 380},
-    {"vlan", NULL, 'u', 2, 1, 384},
-    {"inner_vlan", NULL, 'u', 2, 1, 386},
-    {"orig_p", NULL, 'u', 2, 1, 388},
-    {"resp_p", NULL, 'u', 2, 1, 390},
-    {"flags", NULL, 'u', 2, 1, 392},
-    {"first_sizes", "pyhunt.flow.first.sizes", 'u', 2, 8, 394},
-    {"orig_h", NULL, 'u', 1, 16, 410},
-    {"resp_h", NULL, 'u', 1, 16, 426},
-    {"orig_mac", NULL, 'u', 1, 6, 442},
-    {"resp_mac", NULL, 'u', 1, 6, 448},
-    {"ip_version", NULL, 'u', 1, 1, 454},
-    {"proto", NULL, 'u', 1, 1, 455},
-    {"conn_state", NULL, 'u', 1, 1, 456},
-    {"end_reason", NULL, 'u', 1, 1, 457},
-    {"first_n", "pyhunt.flow.first.n", 'u', 1, 1, 458},
-    {"first_dirs", "pyhunt.flow.first.dirs", 'i', 1, 8, 459},
-    {"history", NULL, 'S', 1, 40, 467},
-    {"community_id", NULL, 'S', 1, 32, 507},
-    {"reserved", NULL, 'u', 1, 5, 539},
+    {"tunnel_parents", NULL, 'u', 8, 4, 80},
+    {"orig_size_mean", "pyhunt.flow.orig.pkt_size.mean", 'f', 8, 1, 112},
+    {"orig_size_std", "pyhunt.flow.orig.pkt_size.std", 'f', 8, 1, 120},
+    {"resp_size_mean", "pyhunt.flow.resp.pkt_size.mean", 'f', 8, 1, 128},
+    {"resp_size_std", "pyhunt.flow.resp.pkt_size.std", 'f', 8, 1, 136},
+    {"both_size_mean", "pyhunt.flow.both.pkt_size.mean", 'f', 8, 1, 144},
+    {"both_size_std", "pyhunt.flow.both.pkt_size.std", 'f', 8, 1, 152},
+    {"orig_iat_min", "pyhunt.flow.orig.iat.min", 'f', 8, 1, 160},
+    {"orig_iat_mean", "pyhunt.flow.orig.iat.mean", 'f', 8, 1, 168},
+    {"orig_iat_std", "pyhunt.flow.orig.iat.std", 'f', 8, 1, 176},
+    {"orig_iat_max", "pyhunt.flow.orig.iat.max", 'f', 8, 1, 184},
+    {"resp_iat_min", "pyhunt.flow.resp.iat.min", 'f', 8, 1, 192},
+    {"resp_iat_mean", "pyhunt.flow.resp.iat.mean", 'f', 8, 1, 200},
+    {"resp_iat_std", "pyhunt.flow.resp.iat.std", 'f', 8, 1, 208},
+    {"resp_iat_max", "pyhunt.flow.resp.iat.max", 'f', 8, 1, 216},
+    {"both_iat_min", "pyhunt.flow.both.iat.min", 'f', 8, 1, 224},
+    {"both_iat_mean", "pyhunt.flow.both.iat.mean", 'f', 8, 1, 232},
+    {"both_iat_std", "pyhunt.flow.both.iat.std", 'f', 8, 1, 240},
+    {"both_iat_max", "pyhunt.flow.both.iat.max", 'f', 8, 1, 248},
+    {"first_iat", "pyhunt.flow.first.iat", 'f', 8, 8, 256},
+    {"orig_size_min", "pyhunt.flow.orig.pkt_size.min", 'u', 4, 1, 320},
+    {"orig_size_max", "pyhunt.flow.orig.pkt_size.max", 'u', 4, 1, 324},
+    {"resp_size_min", "pyhunt.flow.resp.pkt_size.min", 'u', 4, 1, 328},
+    {"resp_size_max", "pyhunt.flow.resp.pkt_size.max", 'u', 4, 1, 332},
+    {"both_size_min", "pyhunt.flow.both.pkt_size.min", 'u', 4, 1, 336},
+    {"both_size_max", "pyhunt.flow.both.pkt_size.max", 'u', 4, 1, 340},
+    {"orig_syn", "pyhunt.flow.orig.tcp_flags.syn", 'u', 4, 1, 344},
+    {"orig_ack", "pyhunt.flow.orig.tcp_flags.ack", 'u', 4, 1, 348},
+    {"orig_fin", "pyhunt.flow.orig.tcp_flags.fin", 'u', 4, 1, 352},
+    {"orig_rst", "pyhunt.flow.orig.tcp_flags.rst", 'u', 4, 1, 356},
+    {"orig_psh", "pyhunt.flow.orig.tcp_flags.psh", 'u', 4, 1, 360},
+    {"orig_urg", "pyhunt.flow.orig.tcp_flags.urg", 'u', 4, 1, 364},
+    {"orig_ece", "pyhunt.flow.orig.tcp_flags.ece", 'u', 4, 1, 368},
+    {"orig_cwr", "pyhunt.flow.orig.tcp_flags.cwr", 'u', 4, 1, 372},
+    {"orig_empty_pkts", "pyhunt.flow.orig.empty_pkts", 'u', 4, 1, 376},
+    {"resp_syn", "pyhunt.flow.resp.tcp_flags.syn", 'u', 4, 1, 380},
+    {"resp_ack", "pyhunt.flow.resp.tcp_flags.ack", 'u', 4, 1, 384},
+    {"resp_fin", "pyhunt.flow.resp.tcp_flags.fin", 'u', 4, 1, 388},
+    {"resp_rst", "pyhunt.flow.resp.tcp_flags.rst", 'u', 4, 1, 392},
+    {"resp_psh", "pyhunt.flow.resp.tcp_flags.psh", 'u', 4, 1, 396},
+    {"resp_urg", "pyhunt.flow.resp.tcp_flags.urg", 'u', 4, 1, 400},
+    {"resp_ece", "pyhunt.flow.resp.tcp_flags.ece", 'u', 4, 1, 404},
+    {"resp_cwr", "pyhunt.flow.resp.tcp_flags.cwr", 'u', 4, 1, 408},
+    {"resp_empty_pkts", "pyhunt.flow.resp.empty_pkts", 'u', 4, 1, 412},
+    {"tunnel_key", NULL, 'u', 4, 1, 416},
+    {"ingress_id", NULL, 'u', 4, 1, 420},
+    {"vlan", NULL, 'u', 2, 1, 424},
+    {"inner_vlan", NULL, 'u', 2, 1, 426},
+    {"orig_p", NULL, 'u', 2, 1, 428},
+    {"resp_p", NULL, 'u', 2, 1, 430},
+    {"flags", NULL, 'u', 2, 1, 432},
+    {"first_sizes", "pyhunt.flow.first.sizes", 'u', 2, 8, 434},
+    {"orig_h", NULL, 'u', 1, 16, 450},
+    {"resp_h", NULL, 'u', 1, 16, 466},
+    {"orig_mac", NULL, 'u', 1, 6, 482},
+    {"resp_mac", NULL, 'u', 1, 6, 488},
+    {"tunnel_outer_src", NULL, 'u', 1, 16, 494},
+    {"tunnel_outer_dst", NULL, 'u', 1, 16, 510},
+    {"tunnel_type", NULL, 'u', 1, 1, 526},
+    {"tunnel_ipver", NULL, 'u', 1, 1, 527},
+    {"ip_version", NULL, 'u', 1, 1, 528},
+    {"proto", NULL, 'u', 1, 1, 529},
+    {"conn_state", NULL, 'u', 1, 1, 530},
+    {"end_reason", NULL, 'u', 1, 1, 531},
+    {"first_n", "pyhunt.flow.first.n", 'u', 1, 1, 532},
+    {"first_dirs", "pyhunt.flow.first.dirs", 'i', 1, 8, 533},
+    {"history", NULL, 'S', 1, 40, 541},
+    {"community_id", NULL, 'S', 1, 32, 581},
+    {"reserved", NULL, 'u', 1, 3, 613},
 };
 
 /* feature fields in ECS path order (for nested JSON emission) */
 #define PH_REC_NFEATURES 46
 static const uint16_t ph_rec_feature_order[] = {
-    27, 25, 24, 26, 34, 14, 33, 15, 68, 28, 67, 58, 43, 19, 17, 16, 18, 30, 10, 29, 11, 36, 42, 41, 37, 39, 38, 35, 40, 52, 23, 21, 20, 22, 32, 12, 31, 13, 45, 51, 50, 46, 48, 47, 44, 49
+    28, 26, 25, 27, 35, 15, 34, 16, 75, 29, 74, 61, 44, 20, 18, 17, 19, 31, 11, 30, 12, 37, 43, 42, 38, 40, 39, 36, 41, 53, 24, 22, 21, 23, 33, 13, 32, 14, 46, 52, 51, 47, 49, 48, 45, 50
 };
 
 #endif /* PH_RECORD_H */

@@ -3,7 +3,8 @@
  *
  * Layers (one .c/.h per concern, prefix per layer):
  *   ph_capture  capture readers (pcap, pcapng) over a memory buffer
- *   ph_decode   link layer -> IP -> L4 decoding, checksums (ph_frag: IP reassembly)
+ *   ph_decode   link layer -> IP -> L4 decoding, checksums (ph_frag: IP reassembly,
+ *               ph_tunnel: tunnel headers, one parser per encapsulation)
  *   ph_flow     bidirectional flow table, Zeek conn.log state machine, features
  *   ph_cid      SHA-1 and Community ID v1
  *   ph_format   flow records -> NDJSON (ecs, zeek-json) and Zeek TSV
@@ -73,6 +74,11 @@ enum ph_counter {
     PH_C_FRAG_TIMEOUT,          /* incomplete datagrams expired */
     PH_C_TCP_REUSE,             /* TCP connection reuse (new flow on same 5-tuple) */
     PH_C_LINK_UNKNOWN_SEEN,     /* distinct records with an unknown link type (=unsupported) */
+    PH_C_TUNNEL_DECAPSULATED,   /* packets whose inner packet reached the flow table through a tunnel */
+    PH_C_TUNNEL_INNER_DROPPED,  /* UDP-tunnel packets whose inner packet was not usable (only the outer
+                                   UDP flow counts them; Zeek mode) */
+    PH_C_TUNNEL_TOO_DEEP,       /* encapsulations nested deeper than tunnel_max_depth (not decapsulated) */
+    PH_C_TUNNEL_BAD_HEADER,     /* tunnel header malformed or cut (not decapsulated) */
     PH_C__COUNT
 };
 
@@ -88,6 +94,8 @@ typedef struct ph_pkt {
     int64_t ts_ns;       /* nanoseconds since the epoch */
     uint32_t linktype;   /* LINKTYPE_* (pcap) of this packet's interface */
     uint32_t ifindex;    /* pcapng interface id (0 for classic pcap) */
+    uint32_t mirror_id;  /* 0, or VNI + 1 of a mirroring session a listener already took apart:
+                            part of the flow key, reported as observer.ingress.interface.id */
 } ph_pkt;
 
 /* ------------------------------------------------------------------ */
@@ -109,6 +117,40 @@ typedef struct ph_pkt {
 #define PH_PF_TRUNCATED      0x0004  /* capture shorter than IP length (checksums not verified) */
 #define PH_PF_REASSEMBLED    0x0008  /* built from IP fragments */
 #define PH_PF_TCP_WSCALE     0x0010  /* tcp_wscale valid (window scale option present) */
+
+/* Tunnel types (ph_encap.type, ph_flow_rec.tunnel_type); names in ph_tunnel.c. */
+enum { PH_TUN_NONE = 0, PH_TUN_IP, PH_TUN_GRE, PH_TUN_ERSPAN, PH_TUN_VXLAN, PH_TUN_GENEVE, PH_TUN_TEREDO,
+       PH_TUN_GTPV1, PH_TUN_AYIYA, PH_TUN__N };
+
+static inline int ph_tun_is_udp(int type) { return type >= PH_TUN_VXLAN; }
+
+/* ph_encap.flags */
+#define PH_EF_KEY       0x01  /* key valid (VNI, GRE key, ERSPAN session, GTP TEID) */
+#define PH_EF_MAC       0x02  /* smac/dmac valid */
+#define PH_EF_TRUNCATED 0x04  /* the outer IP packet was cut by the capture */
+
+/* Most encapsulations one packet may carry (tunnel_max_depth is at most this). */
+#define PH_MAX_ENCAP 4
+
+/* One encapsulation layer, outermost first: the outer IP (and UDP) header of
+ * the tunnel and the link layer in front of it. */
+typedef struct ph_encap {
+    uint8_t saddr[16], daddr[16];  /* outer IP endpoints (IPv4 in the first 4 bytes) */
+    uint32_t ip_len;               /* outer IP length (Zeek's) */
+    uint32_t key;                  /* VNI, GRE key, ERSPAN session id, GTP TEID (PH_EF_KEY) */
+    uint16_t sport, dport;         /* UDP tunnels: outer ports */
+    uint16_t udp_len;              /* UDP tunnels: UDP length field */
+    uint16_t vlan[2];              /* VLAN ids of the link layer in front of the outer IP */
+    uint8_t smac[6], dmac[6];
+    uint8_t type;                  /* PH_TUN_* */
+    uint8_t ipver;                 /* outer IP version */
+    uint8_t flags;                 /* PH_EF_* */
+    uint8_t nvlan;
+} ph_encap;
+
+/* Flow-key context (ph_parsed.ctx): 0 = none, else kind << 32 | value. */
+#define PH_CTX_VNI  1ull  /* VXLAN/GENEVE VNI (strip mode, or a listener's mirror_id - 1) */
+#define PH_CTX_KEY  2ull  /* GRE key / ERSPAN session id (strip mode) */
 
 typedef struct ph_parsed {
     int64_t ts_ns;
@@ -135,7 +177,16 @@ typedef struct ph_parsed {
     uint16_t udp_len;        /* UDP length field */
     /* ICMP / ICMPv6 */
     uint8_t icmp_type, icmp_code;
+    /* tunnels (ph_tunnel.h); encap[] is valid only up to nencap, and is not cleared per packet */
+    uint8_t nencap;          /* encapsulation layers taken apart (0 = a direct packet) */
+    uint8_t inner_ok;        /* 1: the fields above are the innermost packet; 0 (nencap > 0): the inner
+                                packet was not usable and only the outer UDP tunnel flows count */
+    uint64_t ctx;            /* flow-key context (PH_CTX_*), 0 for most packets */
+    ph_encap encap[PH_MAX_ENCAP];
 } ph_parsed;
+
+/* Bytes of ph_parsed that ph_decode clears per packet (encap[] is written before it is read). */
+#define PH_PARSED_CLEAR offsetof(ph_parsed, encap)
 
 /* Decoder result codes: PH_DEC_OK or a disposition counter index (> 0). */
 #define PH_DEC_OK 0

@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--udp-server-ports", type=_ports, metavar="LIST", help="the same for UDP")
     r.add_argument("--local-nets", type=_nets, default=[], metavar="CIDRS",
                    help="comma-separated local networks: enable local_orig/local_resp and network.direction")
+    r.add_argument("--tunnels", choices=("zeek", "strip"), default="zeek",
+                   help="zeek: report tunnels as Zeek does (outer UDP tunnel flows, tunnel_parents; default); "
+                        "strip: mirroring mode, strip them silently and key flows by the VNI/GRE key")
     r.add_argument("--observer", metavar="NAME", help="observer.hostname in ECS records (default: this host)")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary or progress on stderr")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -263,7 +266,8 @@ def replay(args: argparse.Namespace) -> int:
                       icmp_inactivity=args.icmp_inactivity, other_inactivity=args.other_inactivity,
                       active_timeout=args.active_timeout, emit_updates=args.updates, capacity=args.capacity,
                       first_n=args.first_n, tcp_server_ports=args.tcp_server_ports,
-                      udp_server_ports=args.udp_server_ports, local_nets=args.local_nets)
+                      udp_server_ports=args.udp_server_ports, local_nets=args.local_nets,
+                      tunnels=args.tunnels)
     observer = args.observer or socket.gethostname()
     bar = ProgressBar() if (not args.quiet and not args.no_progress and sys.stderr.isatty()) else None
     stats = Stats()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -95,6 +95,9 @@ class FlowMeter:
 
     Times are in seconds. ``read()`` yields :class:`FlowBatch` objects; several
     captures are one stream (one flow table). Counters are in ``counters``.
+    ``tunnels`` is ``"zeek"`` (Zeek-compatible reporting: outer UDP tunnel flows,
+    ``tunnel_parents``) or ``"strip"`` (mirroring mode: tunnels stripped silently,
+    flows keyed by the outermost VNI/GRE key); docs/architecture.md "Tunnels".
     """
     ignore_checksums: bool = False
     tcp_inactivity: float | None = None
@@ -102,6 +105,7 @@ class FlowMeter:
     icmp_inactivity: float | None = None
     other_inactivity: float | None = None
     active_timeout: float | None = None
+    dns_session_timeout: float | None = None
     emit_updates: bool = False
     capacity: int | None = None
     cid_seed: int = 0
@@ -109,6 +113,12 @@ class FlowMeter:
     tcp_server_ports: Sequence[int] | None = None
     udp_server_ports: Sequence[int] | None = None
     local_nets: Sequence[str] = ()
+    tunnels: str = "zeek"
+    tunnel_max_depth: int | None = None
+    tunnel_max_changes: int | None = None
+    tunnel_disable: Sequence[str] = ()
+    tunnel_ports: Mapping[str, Sequence[int]] | None = None
+    teredo_dpd: bool = True
     batch_size: int = 65536
     errors: list[CaptureError] = field(default_factory=list)
     _engine: _ext.Engine | None = field(default=None, repr=False)
@@ -116,12 +126,19 @@ class FlowMeter:
     def _config(self) -> dict:
         cfg: dict = {"ignore_checksums": self.ignore_checksums, "emit_updates": self.emit_updates,
                      "cid_seed": self.cid_seed, "local_nets": parse_networks(self.local_nets)}
+        cfg.update(tunnels=self.tunnels, tunnel_disable=list(self.tunnel_disable), teredo_dpd=self.teredo_dpd)
+        for kind, ports in (self.tunnel_ports or {}).items():
+            if kind not in _ext.UDP_TUNNELS:
+                raise ValueError(f"tunnel_ports: {kind!r} is not one of {', '.join(_ext.UDP_TUNNELS)}")
+            cfg[f"{kind}_ports"] = list(ports)
         for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity",
-                     "active_timeout", "capacity", "first_n", "tcp_server_ports", "udp_server_ports"):
+                     "active_timeout", "capacity", "first_n", "tcp_server_ports", "udp_server_ports",
+                     "tunnel_max_depth", "tunnel_max_changes", "dns_session_timeout"):
             value = getattr(self, name)
             if value is not None:
                 cfg[name] = value
-        for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity", "active_timeout"):
+        for name in ("tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity", "active_timeout",
+                     "dns_session_timeout"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 10 * 365 * 86400:
                 raise ValueError(f"{name} must be between 0 and ten years (in seconds)")

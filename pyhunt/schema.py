@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-__all__ = ["Field", "FIELDS", "CONN_STATES", "END_REASONS", "FLAGS", "FIRST_N", "ECS_FIELDS", "dtype",
+__all__ = ["Field", "FIELDS", "CONN_STATES", "END_REASONS", "FLAGS", "FIRST_N", "TUNNEL_TYPES", "TUNNEL_PARENTS", "ECS_FIELDS", "dtype",
            "es_type", "feature_fields", "render_c_header", "render_fields_doc"]
 
 #: Packets recorded individually at the start of each flow (sizes, directions, gaps).
@@ -35,7 +35,16 @@ FLAGS = {
     "local_orig": 0x0020,  # originator is in a configured local network
     "local_resp": 0x0040,  # responder is in a configured local network
     "local_known": 0x0080, # local networks are configured (local_* are meaningful)
+    "tunnel": 0x0100,      # the flow came through a tunnel: tunnel_type, tunnel_ipver, tunnel_outer_* are valid
+    "tunnel_key": 0x0200,  # tunnel_key is valid (VNI, GRE key, ERSPAN session id or GTP TEID)
+    "ingress": 0x0400,     # ingress_id is valid (mirroring session: VNI or GRE key keyed with the flow)
 }
+
+#: Tunnel types (``tunnel_type``), by index; 0 = not tunnelled.
+TUNNEL_TYPES = ("", "ip", "gre", "erspan", "vxlan", "geneve", "teredo", "gtpv1", "ayiya")
+
+#: Most tunnel parents a record carries (``tunnel_parents``).
+TUNNEL_PARENTS = 4
 
 _CTYPES = {"u1": "uint8_t", "i1": "int8_t", "u2": "uint16_t", "u4": "uint32_t", "u8": "uint64_t",
            "i8": "int64_t", "f8": "double", "S": "char"}
@@ -100,7 +109,7 @@ def _features() -> Iterator[Field]:
 
 #: Every field of ``ph_flow_rec``, in struct order (grouped by alignment, so no padding).
 FIELDS: tuple[Field, ...] = (
-    Field("flow_id", "u8", 1, "stable flow id (from Community ID, start time and VLAN context); the uid and _id"),
+    Field("flow_id", "u8", 1, "stable flow id (from Community ID, start time, VLAN and tunnel context); the uid and _id"),
     Field("ts_start", "i8", 1, "time of the first packet", "ns since epoch"),
     Field("ts_end", "i8", 1, "time of the last packet that counts for duration (Zeek's last_time)",
           "ns since epoch"),
@@ -111,8 +120,13 @@ FIELDS: tuple[Field, ...] = (
     Field("orig_bytes", "u8", 1, "payload bytes from the originator (TCP: sequence space, as Zeek)", "bytes"),
     Field("resp_bytes", "u8", 1, "payload bytes from the responder", "bytes"),
     Field("missed_bytes", "u8", 1, "bytes in TCP content gaps (Zeek's missed_bytes)", "bytes"),
+    Field("tunnel_parents", "u8", TUNNEL_PARENTS,
+          "flow ids (uids) of the enclosing tunnels, as Zeek's tunnel_parents; 0 = unused slot"),
     *[f for f in _features() if f.kind == "f8"],
     *[f for f in _features() if f.kind == "u4"],
+    Field("tunnel_key", "u4", 1, "VNI, GRE key, ERSPAN session id or GTP TEID of the innermost tunnel "
+          "(valid if flags & tunnel_key)"),
+    Field("ingress_id", "u4", 1, "mirroring session keyed with the flow: VNI or GRE key (valid if flags & ingress)"),
     Field("vlan", "u2", 1, "outer 802.1Q VLAN id (valid if flags & vlan)"),
     Field("inner_vlan", "u2", 1, "inner VLAN id of Q-in-Q (valid if flags & inner_vlan)"),
     Field("orig_p", "u2", 1, "originator port (ICMP: type)"),
@@ -123,6 +137,10 @@ FIELDS: tuple[Field, ...] = (
     Field("resp_h", "u1", 16, "responder address"),
     Field("orig_mac", "u1", 6, "originator MAC (valid if flags & mac)"),
     Field("resp_mac", "u1", 6, "responder MAC (valid if flags & mac)"),
+    Field("tunnel_outer_src", "u1", 16, "outer source address of the innermost tunnel, first packet (flags & tunnel)"),
+    Field("tunnel_outer_dst", "u1", 16, "outer destination address of the innermost tunnel, first packet"),
+    Field("tunnel_type", "u1", 1, "innermost tunnel, index into pyhunt.schema.TUNNEL_TYPES (0 = none)"),
+    Field("tunnel_ipver", "u1", 1, "IP version of the tunnel's outer addresses"),
     Field("ip_version", "u1", 1, "4 or 6"),
     Field("proto", "u1", 1, "IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6, ...)"),
     Field("conn_state", "u1", 1, "Zeek conn_state, index into pyhunt.schema.CONN_STATES"),
@@ -130,7 +148,7 @@ FIELDS: tuple[Field, ...] = (
     *[f for f in _features() if f.kind in ("u1", "i1")],
     Field("history", "S", 40, "Zeek connection history letters (NUL-terminated, empty = unset)"),
     Field("community_id", "S", 32, "Community ID v1, base64 form ('1:...')"),
-    Field("reserved", "u1", 5, "zero (explicit tail padding, so the record has no implicit padding)"),
+    Field("reserved", "u1", 3, "zero (explicit tail padding, so the record has no implicit padding)"),
 )
 
 
@@ -172,6 +190,9 @@ ECS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("observer.type", "keyword", "`sensor`"),
     ("observer.product", "keyword", "`pyhunt`"),
     ("observer.vendor", "keyword", "`pyhunt`"),
+    ("observer.ingress.interface.id", "keyword",
+     "mirroring session the flow was keyed with: the outermost VXLAN/GENEVE VNI or GRE key in "
+     "`--tunnels strip` mode, or the VNI a VXLAN listener took apart (absent otherwise)"),
     ("zeek.session_id", "keyword", "the uid, as Zeek's conn.log uid"),
     ("zeek.connection.state", "keyword", "Zeek conn_state (S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH)"),
     ("zeek.connection.history", "keyword", "Zeek history letters (absent when empty)"),
@@ -180,6 +201,16 @@ ECS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("zeek.connection.local_resp", "boolean", "responder in --local-nets (absent without)"),
     ("zeek.connection.icmp.type", "long", "ICMP type (ICMP flows; ports are absent)"),
     ("zeek.connection.icmp.code", "long", "ICMP code, or the counterpart type for request/reply pairs (as Zeek's id.resp_p)"),
+    ("zeek.connection.tunnel_parents", "keyword",
+     "uids of the enclosing tunnels, as Zeek's tunnel_parents: the outer UDP flow of VXLAN, GENEVE, Teredo, "
+     "GTP-U and AYIYA, a synthetic uid per address pair for IP-in-IP, GRE and ERSPAN (absent for direct flows)"),
+    ("pyhunt.tunnel.type", "keyword",
+     "innermost tunnel of the flow's first packet: ip, gre, erspan, vxlan, geneve, teredo, gtpv1 or ayiya "
+     "(the pyhunt.tunnel object is absent for direct flows)"),
+    ("pyhunt.tunnel.vni", "long", "its VXLAN/GENEVE VNI"),
+    ("pyhunt.tunnel.key", "long", "its GRE key, ERSPAN session id or GTP TEID (when present)"),
+    ("pyhunt.tunnel.outer.source.ip", "ip", "its outer source address"),
+    ("pyhunt.tunnel.outer.destination.ip", "ip", "its outer destination address"),
 )
 
 _ES_TYPES = {"u1": "short", "i1": "byte", "u2": "integer", "u4": "long", "u8": "long", "i8": "long", "f8": "double"}
@@ -219,7 +250,8 @@ def render_fields_doc() -> str:
             "payload bytes (TCP: sequence space); `proto` is `unknown_transport` with ports 0 for protocols other",
             "than TCP, UDP and ICMP; ICMP ports are the type and the counterpart type or code. JSON omits unset",
             "fields; TSV writes `-` and has Zeek's `#` header lines. `service` is never set (no protocol",
-            "analyzers), `tunnel_parents` is unset until tunnels are decapsulated.", "",
+            "analyzers). `tunnel_parents` is the set of uids of the enclosing tunnels (see",
+            "[architecture.md](architecture.md#tunnels)), unset for direct flows and in `--tunnels strip` mode.", "",
             "## Record fields (numpy, `FlowBatch.to_numpy()`)", "",
             "| field | numpy type | unit | meaning |", "|---|---|---|---|"]
     for f in FIELDS:
