@@ -92,8 +92,8 @@ def run_worker(source_args: Mapping[str, Any], config: Mapping[str, Any] | None,
     ``open_source(**source_args)`` (same ``fanout_group`` in every worker), put
     ``("flows", pid, records)`` (numpy arrays of pyhunt.schema.dtype()) and
     ``("stats", pid, dict)`` on ``queue`` until the event ``stop`` is set, then the
-    flows still open and ``("done", pid, stats)``. An error to open is
-    ``("error", pid, message)``.
+    flows still open and ``("done", pid, stats)``. The first message is
+    ``("ready", pid, None)`` once the source is open, or ``("error", pid, message)``.
     """
     pid = os.getpid()
     try:
@@ -101,6 +101,7 @@ def run_worker(source_args: Mapping[str, Any], config: Mapping[str, Any] | None,
     except (OSError, ValueError) as exc:
         queue.put(("error", pid, str(exc)))
         return
+    queue.put(("ready", pid, None))
     with meter:
         last = time.monotonic()
         while not stop.is_set():

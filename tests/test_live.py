@@ -432,3 +432,48 @@ def test_idle_timers_follow_the_wall_clock():
     assert meter.batches, "the idle flow was not exported on the wall clock"
     recs = np.concatenate(meter.batches)
     assert len(recs) == 1 and recs[0]["orig_pkts"] == 1 and recs[0]["resp_pkts"] == 1
+
+
+def test_run_worker_processes_share_the_interface(tmp_path):
+    """PYHUNT_WORKERS=2: two processes running pyhunt.live.run_worker in one fanout group."""
+    _needs_veth()
+    import multiprocessing as mp
+    from pyhunt.live import run_worker
+    frames = _many_frames(n_udp=60, n_tcp=10)
+    pcap = _write(tmp_path / "many.pcap", frames)
+    expected = _replayed(pcap)
+    ctx = mp.get_context("spawn")
+    queue, stop = ctx.Queue(), ctx.Event()
+    group = 1000 + secrets.randbelow(60000)
+    with veth_pair() as v:
+        args = {"mode": "capture", "interface": v.host, "fanout_group": group}
+        procs = [ctx.Process(target=run_worker, args=(args, {}, queue, stop), kwargs={"poll_s": 0.1})
+                 for _ in range(2)]
+        for p in procs:
+            p.start()
+        try:
+            msgs = [queue.get(timeout=60) for _ in procs]
+            assert [m[0] for m in msgs] == ["ready", "ready"], msgs
+            v.replay(pcap, pps=4000)
+            time.sleep(0.5)
+            stop.set()
+            records: dict[int, list] = {p.pid: [] for p in procs}
+            done: dict[int, dict] = {}
+            while len(done) < len(procs):
+                kind, pid, payload = queue.get(timeout=30)
+                if kind == "flows":
+                    records[pid].append(payload)
+                elif kind == "done":
+                    done[pid] = payload
+        finally:
+            stop.set()
+            for p in procs:
+                p.join(timeout=30)
+                if p.is_alive():
+                    p.kill()
+    per_worker = [_keyed(np.concatenate(r)) for r in records.values()]
+    assert sum(d["packets"] for d in done.values()) == len(frames)
+    assert all(d["kernel_drops"] == 0 for d in done.values())
+    assert all(per_worker), "one worker got no flow"
+    assert not set(per_worker[0]) & set(per_worker[1])
+    assert {**per_worker[0], **per_worker[1]} == expected
