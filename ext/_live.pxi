@@ -17,6 +17,7 @@ cdef extern from "ph_live.h":
         uint32_t frame_size
         uint32_t retire_ms
         int fanout_group
+        int fanout_defrag
         int promisc
         const void *filter
         uint32_t filter_len
@@ -144,7 +145,8 @@ cdef class LiveCapture(_LiveSource):
 
     block_size, block_count, frame_size, retire_ms: the ring (docs/live-capture.md).
     fanout_group: PACKET_FANOUT group id (hash mode) shared by the worker processes
-    of one interface, or None. bpf_filter: tcpdump syntax (compiled with libpcap
+    of one interface, or None; fanout_defrag: the kernel reassembles IPv4 fragments
+    before hashing, so they reach the worker of their flow. bpf_filter: tcpdump syntax (compiled with libpcap
     through ctypes, see pyhunt.bpf) or an already compiled program (bytes of
     struct sock_filter). promisc: put the interface in promiscuous mode.
     """
@@ -154,7 +156,7 @@ cdef class LiveCapture(_LiveSource):
 
     def __cinit__(self, str interface not None, *, uint32_t block_size=1 << 20,
                   uint32_t block_count=64, uint32_t frame_size=2048, uint32_t retire_ms=10,
-                  fanout_group=None, bpf_filter=None, bint promisc=True):
+                  fanout_group=None, bint fanout_defrag=True, bpf_filter=None, bint promisc=True):
         cdef ph_live_cfg cfg
         cdef char err[256]
         cdef int code = 0
@@ -172,6 +174,7 @@ cdef class LiveCapture(_LiveSource):
         cfg.frame_size = frame_size
         cfg.retire_ms = retire_ms
         cfg.promisc = promisc
+        cfg.fanout_defrag = fanout_defrag
         if fanout_group is not None:
             if not 0 <= int(fanout_group) <= 65535:
                 raise ValueError("fanout_group must be between 0 and 65535")

@@ -51,6 +51,7 @@ void ph_live_cfg_default(ph_live_cfg *cfg)
     cfg->frame_size = 2048;
     cfg->retire_ms = 10;
     cfg->fanout_group = -1;
+    cfg->fanout_defrag = 1;
     cfg->promisc = 1;
 }
 
@@ -298,7 +299,8 @@ ph_live *ph_live_open_ring(const ph_live_cfg *cfg, int *code, char *err, size_t 
         }
     }
     if (cfg->fanout_group >= 0) {
-        v = cfg->fanout_group | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        v = cfg->fanout_group
+            | ((PACKET_FANOUT_HASH | (cfg->fanout_defrag ? PACKET_FANOUT_FLAG_DEFRAG : 0)) << 16);
         if (setsockopt(l->fd, SOL_PACKET, PACKET_FANOUT, &v, sizeof(v)) < 0) {
             e = errno;
             set_err(err, errlen, "PACKET_FANOUT group %d on %s: %s%s", cfg->fanout_group, cfg->ifname,

@@ -39,6 +39,7 @@ typedef struct ph_live_cfg {
     uint32_t frame_size;       /* tp_frame_size (default 2048; TPACKET_V3 packs packets of any size) */
     uint32_t retire_ms;        /* a block goes to user space after this long even if not full (default 10) */
     int fanout_group;          /* PACKET_FANOUT group id 0-65535, or -1 for none */
+    int fanout_defrag;         /* 1: PACKET_FANOUT_FLAG_DEFRAG (the kernel reassembles IPv4 fragments) */
     int promisc;               /* 1: PACKET_MR_PROMISC membership */
     const void *filter;        /* classic BPF program (struct sock_filter[]), or NULL */
     uint32_t filter_len;       /* instructions in filter */

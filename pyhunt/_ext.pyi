@@ -67,6 +67,7 @@ class LiveCapture(_LiveSource):
     bpf_filter: str | bytes | None
     def __init__(self, interface: str, *, block_size: int = ..., block_count: int = ...,
                  frame_size: int = ..., retire_ms: int = ..., fanout_group: int | None = ...,
+                 fanout_defrag: bool = ...,
                  bpf_filter: str | bytes | None = ..., promisc: bool = ...) -> None: ...
 
 class TunnelListener(_LiveSource):

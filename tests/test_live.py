@@ -89,7 +89,7 @@ def _udp_pair(c, s, sport, dport, n=2, size=40, vlan=None):
 
 
 def _mixed_frames():
-    """TCP, UDP, ICMP, IPv6, an 802.1Q-tagged TCP connection and a QinQ-free tagged UDP flow."""
+    """TCP, UDP, ICMP, IPv6, 802.1Q-tagged TCP and UDP flows, a fragmented UDP datagram."""
     pk = []
     pk += _tcp_conn("10.1.0.1", "10.1.0.2", 40000, 80, [b"GET / HTTP/1.1\r\n\r\n", b"x" * 700, b"y" * 30])
     pk += _udp_pair("10.1.0.1", "10.1.0.53", 33333, 53, n=2)
@@ -98,16 +98,21 @@ def _mixed_frames():
     pk += _udp_pair("fd00::1", "fd00::2", 5353, 5353, n=3)
     pk += _tcp_conn("10.2.0.1", "10.2.0.2", 41000, 443, [b"a" * 100, b"b" * 1200], vlan=100)
     pk += _udp_pair("10.2.0.1", "10.2.0.3", 1234, 4321, n=4, vlan=200)
+    big = IP(src="10.1.0.1", dst="10.1.0.7", id=999) / UDP(sport=6000, dport=6001) / Raw(b"g" * 2500)
+    pk += [Ether(src=MAC_C, dst=MAC_S) / f for f in scapy.fragment(big, fragsize=1200)]
     return pk
 
 
-def _many_frames(n_udp=120, n_tcp=30):
-    """Many distinct flows (for fanout): UDP exchanges and TCP connections."""
+def _many_frames(n_udp=120, n_tcp=30, n_frag=0):
+    """Many distinct flows (for fanout): UDP exchanges, TCP connections, fragmented UDP datagrams."""
     pk = []
     for i in range(n_udp):
         pk += _udp_pair(f"10.3.{i // 200}.{1 + i % 200}", "10.4.0.1", 20000 + i, 53, n=2 + i % 3)
     for i in range(n_tcp):
         pk += _tcp_conn(f"10.5.0.{1 + i}", "10.6.0.1", 30000 + i, 8080, [b"q" * (10 + i), b"r" * 50])
+    for i in range(n_frag):
+        big = IP(src=f"10.7.0.{1 + i}", dst="10.8.0.1", id=100 + i) / UDP(sport=7000 + i, dport=9) / Raw(b"f" * 3000)
+        pk += [Ether(src=MAC_C, dst=MAC_S) / f for f in scapy.fragment(big, fragsize=1000)]
     return pk
 
 
@@ -190,7 +195,8 @@ def test_capture_matches_replay(tmp_path):
         m.meter.close()
     assert st["kernel_drops"] == 0
     assert st["kernel_packets"] == len(frames)
-    assert st["engine"]["in_flow"] == len(frames)
+    assert st["engine"]["in_flow"] + st["engine"]["fragment_held"] == len(frames)
+    assert st["engine"]["fragments_reassembled"] == 1
     # the kernel took the 802.1Q tags off the tagged frames; they were put back for the decoder
     tagged = sum(1 for f in frames if f.haslayer(Dot1Q))
     assert st["vlan_restored"] == tagged
@@ -234,20 +240,24 @@ def test_sample_pcap_matches_replay():
 
 def test_fanout_splits_flows(tmp_path):
     _needs_veth()
-    frames = _many_frames()
+    frames = _many_frames(n_frag=6)
     pcap = _write(tmp_path / "many.pcap", frames)
+    # PACKET_FANOUT_FLAG_DEFRAG: the kernel hands over each fragmented datagram reassembled
+    n_frags = sum(1 for f in frames if f[IP].flags.MF or f[IP].frag)
+    n_wire = len(frames) - n_frags + 6
     expected = _replayed(pcap)
     group = 1000 + secrets.randbelow(60000)
     with veth_pair() as v:
         a = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=group)))
         b = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=group)))
         v.replay(pcap, pps=4000)
-        _drain([a, b], len(frames))
+        _drain([a, b], n_wire)
         fa, fb = a.flows(), b.flows()
         sa, sb = a.stats(), b.stats()
         a.meter.close()
         b.meter.close()
-    assert sa["packets"] + sb["packets"] == len(frames)
+    assert sa["packets"] + sb["packets"] == n_wire
+    assert n_frags > 6
     assert sa["kernel_drops"] == sb["kernel_drops"] == 0
     assert fa and fb, "the hash sent every flow to one socket"
     assert not set(fa) & set(fb), "a flow was counted by both workers"
@@ -270,7 +280,7 @@ def test_bpf_filter_keeps_only_matches(tmp_path):
     frames = _mixed_frames()
     pcap = _write(tmp_path / "mixed.pcap", frames)
     expected = {k: f for k, f in _replayed(pcap).items() if k[0] == 17}
-    n_udp = sum(1 for f in frames if f.haslayer(UDP))
+    n_udp = sum(1 for f in frames if f.haslayer(UDP) or (f.haslayer(IP) and f[IP].proto == 17))  # fragments too
     assert any(k[5] == 200 for k in expected) and len(expected) < len(_replayed(pcap))
     with veth_pair() as v:
         m = _Collect(LiveFlowMeter(LiveCapture(v.host, bpf_filter="udp")))
