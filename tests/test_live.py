@@ -144,7 +144,7 @@ def _replayed(path: Path, **cfg) -> dict[tuple, dict]:
     return _keyed(np.concatenate([b.to_numpy() for b in batches]))
 
 
-def _drain(meters, n_packets: int) -> None:
+def _drain(meters, n_packets: int, ifname: str | None = None) -> None:
     """Poll until the meters have taken n_packets in total (bounded)."""
     end = time.monotonic() + DEADLINE_S
     while time.monotonic() < end:
@@ -153,7 +153,12 @@ def _drain(meters, n_packets: int) -> None:
         if sum(m.stats()["packets"] for m in meters) >= n_packets:
             return
     got = sum(m.stats()["packets"] for m in meters)
-    raise AssertionError(f"captured {got} of {n_packets} packets within {DEADLINE_S} s")
+    stats = Path(f"/sys/class/net/{ifname}/statistics") if ifname else None
+    where = ""
+    if stats is not None and stats.exists():
+        where = (f"; {ifname} received {(stats / 'rx_packets').read_text().strip()} and dropped "
+                 f"{(stats / 'rx_dropped').read_text().strip()} (before any socket)")
+    raise AssertionError(f"captured {got} of {n_packets} packets within {DEADLINE_S} s{where}")
 
 
 def _live_flows(meter: LiveFlowMeter, pending: list) -> dict[tuple, dict]:
@@ -189,7 +194,7 @@ def test_capture_matches_replay(tmp_path):
     with veth_pair() as v:
         m = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=None)))
         v.replay(pcap, pps=2000)
-        _drain([m], len(frames))
+        _drain([m], len(frames), v.host)
         st = m.stats()
         got = m.flows()
         m.meter.close()
@@ -218,8 +223,8 @@ def test_sample_pcap_matches_replay():
     n_packets = meter.counters["packets_read"]
     with veth_pair() as v:
         m = _Collect(LiveFlowMeter(LiveCapture(v.host), cfg))
-        v.replay(pcap, pps=5000)
-        _drain([m], n_packets)
+        v.replay(pcap, pps=3000)
+        _drain([m], n_packets, v.host)
         got = m.flows()
         st = m.stats()
         m.meter.close()
@@ -251,7 +256,7 @@ def test_fanout_splits_flows(tmp_path):
         a = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=group)))
         b = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=group)))
         v.replay(pcap, pps=4000)
-        _drain([a, b], n_wire)
+        _drain([a, b], n_wire, v.host)
         fa, fb = a.flows(), b.flows()
         sa, sb = a.stats(), b.stats()
         a.meter.close()
@@ -285,7 +290,7 @@ def test_bpf_filter_keeps_only_matches(tmp_path):
     with veth_pair() as v:
         m = _Collect(LiveFlowMeter(LiveCapture(v.host, bpf_filter="udp")))
         v.replay(pcap, pps=2000)
-        _drain([m], n_udp)
+        _drain([m], n_udp, v.host)
         time.sleep(0.2)
         m.poll(0.05)
         st = m.stats()
