@@ -78,10 +78,23 @@ cdef dict _stats_dict(ph_live_stats *s):
             "recv_errors": s.recv_errors}
 
 
+cdef dict _stats_dict_zero():
+    cdef ph_live_stats s
+    memset(&s, 0, sizeof(s))
+    return _stats_dict(&s)
+
+
 cdef class _LiveSource:
-    """What both live sources share: the C source, run(), stats(), close()."""
+    """What both live sources share: the C source, run(), stats(), close().
+
+    run() may be called from any one thread at a time; close() from another thread while
+    run() is working closes the source when that run() returns (at most timeout_ms later).
+    """
     cdef ph_live *l
     cdef object name
+    cdef bint running
+    cdef bint close_pending
+    cdef dict last_stats
 
     def __dealloc__(self):
         if self.l != NULL:
@@ -89,7 +102,7 @@ cdef class _LiveSource:
             self.l = NULL
 
     cdef ph_live *_open(self) except NULL:
-        if self.l == NULL:
+        if self.l == NULL or self.close_pending:
             raise LiveCaptureError(f"{self.name}: closed")
         return self.l
 
@@ -99,31 +112,48 @@ cdef class _LiveSource:
         while no packet comes. Flows are then in engine.take()."""
         cdef ph_live *l = self._open()
         cdef int rc
-        with nogil:
-            rc = ph_live_run(l, engine.e, timeout_ms, batch)
+        if self.running:
+            raise RuntimeError(f"{self.name}: run() is already working in another thread")
+        self.running = True
+        try:
+            with nogil:
+                rc = ph_live_run(l, engine.e, timeout_ms, batch)
+        finally:
+            self.running = False
+            if self.close_pending:
+                self.close()
         if rc == PH_LIVE_NOMEM:
             raise MemoryError("out of memory in the flow engine")
         if rc < 0:
-            raise LiveCaptureError(f"{self.name}: {ph_live_error(l).decode('utf-8', 'replace')}")
+            raise LiveCaptureError(f"{self.name}: {ph_live_error(l).decode('utf-8', 'replace')}"
+                                   if self.l != NULL else f"{self.name}: closed")
         return rc
 
     def stats(self):
-        """Counters of the source (the kernel's for a ring, accumulated since open)."""
+        """Counters of the source (the kernel's for a ring, accumulated since open); after
+        close(), their last values."""
         cdef ph_live_stats s
+        if self.l == NULL:
+            return dict(self.last_stats) if self.last_stats is not None else _stats_dict_zero()
         memset(&s, 0, sizeof(s))
-        if self.l != NULL:
-            ph_live_stats_get(self.l, &s)
+        ph_live_stats_get(self.l, &s)
         return _stats_dict(&s)
 
     def close(self):
-        """Release the socket (and the ring); stats() then reads zeros."""
-        if self.l != NULL:
-            ph_live_close(self.l)
-            self.l = NULL
+        """Release the socket (and the ring); deferred while run() works in another thread."""
+        if self.l == NULL:
+            return
+        if self.running:
+            self.close_pending = True
+            return
+        self.last_stats = self.stats()
+        ph_live_close(self.l)
+        self.l = NULL
+        self.close_pending = False
 
     @property
     def closed(self):
-        return self.l == NULL
+        return self.l == NULL or self.close_pending
 
     @property
     def linktype(self):
@@ -136,7 +166,7 @@ cdef class _LiveSource:
         self.close()
 
     def __repr__(self):
-        return f"<{type(self).__name__} {self.name}{' closed' if self.l == NULL else ''}>"
+        return f"<{type(self).__name__} {self.name}{' closed' if self.closed else ''}>"
 
 
 cdef class LiveCapture(_LiveSource):

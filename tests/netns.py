@@ -47,15 +47,36 @@ class Veth:
     host: str      # end in this process's namespace (capture here)
     peer: str      # end inside ns (tcpreplay sends here)
 
+    def _cmd(self, pcap: Path | str, pps: int | None, topspeed: bool, loop: int) -> list[str]:
+        rate = ["--topspeed"] if topspeed else [f"--pps={pps or 1000}"]
+        return ["ip", "netns", "exec", self.ns, "tcpreplay", "-q", f"--loop={loop}", "-i", self.peer,
+                *rate, str(pcap)]
+
     def replay(self, pcap: Path | str, *, pps: int | None = None, topspeed: bool = False,
                loop: int = 1, timeout: float = 120) -> subprocess.CompletedProcess:
-        """tcpreplay the file out of the peer end (bounded rate unless topspeed)."""
-        rate = ["--topspeed"] if topspeed else [f"--pps={pps or 1000}"]
-        r = _run("ip", "netns", "exec", self.ns, "tcpreplay", "-q", f"--loop={loop}", "-i", self.peer,
-                 *rate, str(pcap), timeout=timeout)
+        """tcpreplay the file out of the peer end (bounded rate unless topspeed); waits."""
+        r = _run(*self._cmd(pcap, pps, topspeed, loop), timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError(f"tcpreplay failed: {r.stderr.decode().strip()}")
         return r
+
+    def start_replay(self, pcap: Path | str, *, pps: int | None = None, topspeed: bool = False,
+                     loop: int = 1) -> subprocess.Popen:
+        """The same in the background, so the capture reads while tcpreplay sends; pass the
+        process to finish_replay."""
+        return subprocess.Popen(self._cmd(pcap, pps, topspeed, loop), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    @staticmethod
+    def finish_replay(proc: subprocess.Popen, timeout: float = 120) -> None:
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise RuntimeError("tcpreplay did not finish in time") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"tcpreplay failed: {err.decode().strip()}")
 
 
 def _disable_ipv6(ns: str | None, ifname: str) -> None:

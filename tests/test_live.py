@@ -158,7 +158,9 @@ def _drain(meters, n_packets: int, ifname: str | None = None) -> None:
     if stats is not None and stats.exists():
         where = (f"; {ifname} received {(stats / 'rx_packets').read_text().strip()} and dropped "
                  f"{(stats / 'rx_dropped').read_text().strip()} (before any socket)")
-    raise AssertionError(f"captured {got} of {n_packets} packets within {DEADLINE_S} s{where}")
+    kernel = [{k: m.stats()[k] for k in ("kernel_packets", "kernel_drops", "blocks")} for m in meters]
+    raise AssertionError(f"captured {got} of {n_packets} packets within {DEADLINE_S} s{where}; "
+                         f"sockets: {kernel}")
 
 
 def _live_flows(meter: LiveFlowMeter, pending: list) -> dict[tuple, dict]:
@@ -193,8 +195,9 @@ def test_capture_matches_replay(tmp_path):
     expected = _replayed(pcap)
     with veth_pair() as v:
         m = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=None)))
-        v.replay(pcap, pps=2000)
+        proc = v.start_replay(pcap, pps=2000)
         _drain([m], len(frames), v.host)
+        v.finish_replay(proc)
         st = m.stats()
         got = m.flows()
         m.meter.close()
@@ -223,8 +226,9 @@ def test_sample_pcap_matches_replay():
     n_packets = meter.counters["packets_read"]
     with veth_pair() as v:
         m = _Collect(LiveFlowMeter(LiveCapture(v.host), cfg))
-        v.replay(pcap, pps=3000)
+        proc = v.start_replay(pcap, pps=3000)
         _drain([m], n_packets, v.host)
+        v.finish_replay(proc)
         got = m.flows()
         st = m.stats()
         m.meter.close()
@@ -255,8 +259,9 @@ def test_fanout_splits_flows(tmp_path):
     with veth_pair() as v:
         a = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=group)))
         b = _Collect(LiveFlowMeter(LiveCapture(v.host, fanout_group=group)))
-        v.replay(pcap, pps=4000)
+        proc = v.start_replay(pcap, pps=4000)
         _drain([a, b], n_wire, v.host)
+        v.finish_replay(proc)
         fa, fb = a.flows(), b.flows()
         sa, sb = a.stats(), b.stats()
         a.meter.close()
@@ -289,8 +294,9 @@ def test_bpf_filter_keeps_only_matches(tmp_path):
     assert any(k[5] == 200 for k in expected) and len(expected) < len(_replayed(pcap))
     with veth_pair() as v:
         m = _Collect(LiveFlowMeter(LiveCapture(v.host, bpf_filter="udp")))
-        v.replay(pcap, pps=2000)
+        proc = v.start_replay(pcap, pps=2000)
         _drain([m], n_udp, v.host)
+        v.finish_replay(proc)
         time.sleep(0.2)
         m.poll(0.05)
         st = m.stats()
@@ -492,3 +498,32 @@ def test_run_worker_processes_share_the_interface(tmp_path):
     assert all(per_worker), "one worker got no flow"
     assert not set(per_worker[0]) & set(per_worker[1])
     assert {**per_worker[0], **per_worker[1]} == expected
+
+
+def test_close_from_another_thread_waits_for_run():
+    """close() while run() works in another thread: the source closes when that run() returns."""
+    import threading
+    listener = TunnelListener(0, bind="127.0.0.1")
+    engine = LiveFlowMeter(listener).engine
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(_vxlan(1, bytes(_udp_pair("10.9.1.1", "10.9.1.2", 1, 2, n=1)[0])), ("127.0.0.1", listener.port))
+    errors = []
+
+    def work():
+        try:
+            listener.run(engine, 600, 1 << 20)
+        except Exception as exc:          # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=work)
+    t.start()
+    time.sleep(0.2)
+    with pytest.raises(RuntimeError, match="already working"):
+        listener.run(engine, 0, 1)
+    listener.close()                     # deferred: run() is in C with the socket
+    assert listener.closed
+    t.join(timeout=10)
+    assert not t.is_alive() and not errors
+    assert listener.stats()["packets"] == 1 and listener.stats()["datagrams"] == 1   # last values kept
+    with pytest.raises(LiveCaptureError, match="closed"):
+        listener.run(engine, 0, 1)
