@@ -40,7 +40,7 @@ def write_capture(path: Path, packets: int, flows: int) -> None:
 
 
 def step(v, pcap: Path, loops: int, rate: list[str], ring_mb: int) -> dict:
-    cap = LiveCapture(v.host, block_size=1 << 20, block_count=ring_mb)
+    cap = LiveCapture(v.host, block_size=1 << 18, block_count=4 * ring_mb)
     meter = LiveFlowMeter(cap, {"udp_inactivity": 3600.0}, batch_size=1 << 16)
     cmd = ["ip", "netns", "exec", v.ns, "tcpreplay", f"--loop={loops}", "-i", v.peer, *rate, str(pcap)]
     t0 = time.monotonic()

@@ -184,8 +184,8 @@ cdef class LiveCapture(_LiveSource):
     cdef readonly object fanout_group
     cdef readonly object bpf_filter
 
-    def __cinit__(self, str interface not None, *, uint32_t block_size=1 << 20,
-                  uint32_t block_count=64, uint32_t frame_size=2048, uint32_t retire_ms=10,
+    def __cinit__(self, str interface not None, *, uint32_t block_size=1 << 18,
+                  uint32_t block_count=256, uint32_t frame_size=2048, uint32_t retire_ms=10,
                   fanout_group=None, bint fanout_defrag=True, bpf_filter=None, bint promisc=True):
         cdef ph_live_cfg cfg
         cdef char err[256]

@@ -46,8 +46,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 void ph_live_cfg_default(ph_live_cfg *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->block_size = 1u << 20;
-    cfg->block_count = 64;
+    cfg->block_size = 1u << 18;
+    cfg->block_count = 256;
     cfg->frame_size = 2048;
     cfg->retire_ms = 10;
     cfg->fanout_group = -1;

@@ -34,8 +34,8 @@
 
 typedef struct ph_live_cfg {
     const char *ifname;
-    uint32_t block_size;       /* ring block bytes, multiple of the page size (default 1 MiB) */
-    uint32_t block_count;      /* ring blocks (default 64: 64 MiB) */
+    uint32_t block_size;       /* ring block bytes, multiple of the page size (default 256 KiB) */
+    uint32_t block_count;      /* ring blocks (default 256: 64 MiB) */
     uint32_t frame_size;       /* tp_frame_size (default 2048; TPACKET_V3 packs packets of any size) */
     uint32_t retire_ms;        /* a block goes to user space after this long even if not full (default 10) */
     int fanout_group;          /* PACKET_FANOUT group id 0-65535, or -1 for none */
