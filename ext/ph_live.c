@@ -90,6 +90,8 @@ struct ph_live {
     char err[256];
     ph_live_stats st;
     /* ring */
+    char ifname[IFNAMSIZ];
+    unsigned ifindex;
     uint8_t *ring;
     size_t ring_len;
     uint32_t block_size, block_count;
@@ -244,6 +246,8 @@ ph_live *ph_live_open_ring(const ph_live_cfg *cfg, int *code, char *err, size_t 
     l->linktype = lt;
     l->block_size = cfg->block_size;
     l->block_count = cfg->block_count;
+    l->ifindex = ifindex;
+    memcpy(l->ifname, cfg->ifname, strlen(cfg->ifname) + 1);   /* length checked by ph_live_linktype */
 
     l->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (l->fd < 0) {
@@ -668,8 +672,14 @@ int ph_live_run(ph_live *l, ph_engine *e, int timeout_ms, size_t batch)
                 return PH_LIVE_ERROR;
             }
             if (getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr != 0) {
-                /* e.g. ENETDOWN when the interface goes down: report, keep the socket */
-                snprintf(l->err, sizeof(l->err), "capture socket: %s", strerror(soerr));
+                /* ENETDOWN: the interface went down (the socket works again when it is
+                 * up) or was deleted (the socket stays silent: the caller must reopen) */
+                if (soerr == ENETDOWN && l->kind == 0 && if_nametoindex(l->ifname) != l->ifindex)
+                    snprintf(l->err, sizeof(l->err), "interface %s no longer exists", l->ifname);
+                else if (soerr == ENETDOWN && l->kind == 0)
+                    snprintf(l->err, sizeof(l->err), "interface %s is down", l->ifname);
+                else
+                    snprintf(l->err, sizeof(l->err), "capture socket: %s", strerror(soerr));
                 return PH_LIVE_ERROR;
             }
         }

@@ -532,3 +532,25 @@ def test_close_from_another_thread_waits_for_run():
     assert listener.stats()["packets"] == 1 and listener.stats()["datagrams"] == 1   # last values kept
     with pytest.raises(LiveCaptureError, match="closed"):
         listener.run(engine, 0, 1)
+
+
+def test_interface_down_and_deleted_are_reported(tmp_path):
+    _needs_veth()
+    import subprocess
+    frames = _udp_pair("10.9.2.1", "10.9.2.2", 1, 2, n=4)
+    pcap = _write(tmp_path / "few.pcap", frames)
+    with veth_pair() as v:
+        m = _Collect(LiveFlowMeter(LiveCapture(v.host)))
+        subprocess.run(["ip", "link", "set", v.host, "down"], check=True, timeout=10)
+        with pytest.raises(LiveCaptureError, match=f"interface {v.host} is down"):
+            for _ in range(20):
+                m.poll(0.05)
+        subprocess.run(["ip", "link", "set", v.host, "up"], check=True, timeout=10)
+        proc = v.start_replay(pcap, pps=1000)      # the same socket captures again
+        _drain([m], len(frames), v.host)
+        v.finish_replay(proc)
+        subprocess.run(["ip", "link", "del", v.host], check=True, timeout=10)
+        with pytest.raises(LiveCaptureError, match=f"interface {v.host} no longer exists"):
+            for _ in range(20):
+                m.poll(0.05)
+        m.meter.close()
