@@ -445,3 +445,6 @@ def community_id(int ipver, int proto, bytes saddr, bytes daddr, int sport, int 
     ph_cid_digest(seed, ipver, proto, s, d, sport, dport, dig)
     ph_cid_b64(dig, out)
     return out.decode()
+
+
+include "_live.pxi"
