@@ -584,11 +584,7 @@ static int tun_datagram(ph_live *l, ph_engine *e, unsigned i)
     pkt.wirelen = len - hlen;
     pkt.ts_ns = msg_ts(&m->msg_hdr);
     pkt.linktype = PH_LT_ETHERNET_;
-#ifdef PH_PKT_HAS_MIRROR_ID
-    pkt.mirror_id = vni + 1;
-#else
-    (void)vni;
-#endif
+    pkt.mirror_id = vni + 1;   /* the mirror session: part of the flow key, observer.ingress */
     if (pkt.caplen < pkt.wirelen)
         l->st.truncated++;
     l->st.packets++;

@@ -37,3 +37,9 @@ def flows_of(path, *extra: str) -> list[dict]:
 @pytest.fixture
 def tmp(tmp_path):
     return tmp_path
+
+
+# One Elasticsearch node for the whole session, shared by every module (tests/es_fixture.py). Test
+# modules import the function-scoped fixtures (``es``...) but not ``es_node``: a module that imported
+# it would get a node of its own.
+from es_fixture import es_node  # noqa: E402,F401

@@ -1,6 +1,7 @@
 """A real Elasticsearch for the tests (scripts/es_node.py) and a capture with many flows.
 
-Import the fixtures into a test module (``from es_fixture import es_node, es, many_flows``). A node
+Import the fixtures into a test module (``from es_fixture import es, many_flows``; ``es_node``, the
+session node, is registered once in conftest.py: do not import it into a module). A node
 that cannot start fails the tests in CI (CI=true) and skips them elsewhere, with the reason.
 """
 from __future__ import annotations

@@ -89,9 +89,10 @@ def _disable_ipv6(ns: str | None, ifname: str) -> None:
 
 
 @contextlib.contextmanager
-def veth_pair() -> Iterator[Veth]:
+def veth_pair(host: str | None = None) -> Iterator[Veth]:
+    """``host``: the name of the end in this namespace (default: a unique one)."""
     tag = secrets.token_hex(4)
-    v = Veth(ns=f"phlive{tag}", host=f"phh{tag}", peer=f"php{tag}")
+    v = Veth(ns=f"phlive{tag}", host=host or f"phh{tag}", peer=f"php{tag}")
     made_ns = made_link = False
     try:
         r = _run("ip", "netns", "add", v.ns)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, run_cli
-from es_fixture import es, es_for, es_node, many_flows, some_flows, start_node, stop_node  # noqa: F401 - fixtures
+from es_fixture import es, es_for, many_flows, some_flows, start_node, stop_node  # noqa: F401 - fixtures
 
 pytest.importorskip("elasticsearch", reason="the elasticsearch client is not installed (pip install -e '.[test]')")
 
@@ -161,6 +161,8 @@ def test_outage_spools_and_drains_every_flow_once(es, tmp, many_flows):
         time.sleep(3)  # the replay spools meanwhile (and may finish: its spool is then left for the next run)
         es.node.start()
         out, err = p.communicate(timeout=300)
+        # the restarted node recovers its shards before it answers searches (else 503s)
+        es.client.cluster.health(index=es.pattern, wait_for_status="yellow", timeout="60s")
     finally:
         if p.poll() is None:
             p.kill()

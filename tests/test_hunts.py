@@ -10,7 +10,7 @@ import pytest
 
 import huntgen
 from conftest import run_cli
-from es_fixture import es_for, es_node  # noqa: F401 - fixture
+from es_fixture import es_for  # noqa: F401 - es_node comes from conftest
 
 from pyhunt.hunts.common import bowley_skew, mad, registered_domain, shannon_entropy
 from pyhunt.hunts.long_connections import tier_score

@@ -13,6 +13,7 @@ history, Community ID, first packet sizes and directions -- must be equal.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -25,7 +26,7 @@ import pytest
 
 from pyhunt import _ext
 from pyhunt.bpf import BpfError, compile_filter, load_libpcap
-from pyhunt.flows import FlowMeter
+from pyhunt.flows import FlowBatch, FlowMeter
 from pyhunt.live import LiveCapture, LiveCaptureError, LiveFlowMeter, TunnelListener
 from pyhunt.schema import FIELDS
 
@@ -407,6 +408,10 @@ def test_tunnel_listener_matches_inner(tmp_path, kind):
     st = listener.stats()
     got = meter.flows()
     listener.close()
+    from pyhunt.schema import FLAGS
+    for flow in got.values():   # the mirror session is recorded; apart from it, the flows are the inner ones
+        assert flow["ingress_id"] == vni and flow["flags"] & FLAGS["ingress"]
+        flow["ingress_id"], flow["flags"] = 0, flow["flags"] & ~FLAGS["ingress"]
     assert st["tunnel_bad"] == len(bad)
     assert st["tunnel_unsupported"] == len(unsupported)
     assert st["packets"] == len(frames)
@@ -415,19 +420,21 @@ def test_tunnel_listener_matches_inner(tmp_path, kind):
 
 
 def test_tunnel_listener_records_vni(tmp_path):
-    names = {f.name for f in FIELDS}
-    if "mirror_id" not in names:
-        pytest.skip("flow records have no mirror_id field yet (ph_pkt.mirror_id comes with the tunnel "
-                    "decapsulation branch); the listener sets it under PH_PKT_HAS_MIRROR_ID")
+    """The VNI is the mirror session: keyed with the flow (the same inner flow under two VNIs is two
+    flows), recorded in ingress_id and written as observer.ingress.interface.id."""
+    from pyhunt.schema import FLAGS
     frames = _mixed_frames()
     listener = TunnelListener(0, bind="127.0.0.1")
     meter = _Collect(LiveFlowMeter(listener))
-    half = len(frames) // 2
-    dgrams = [_vxlan(7, bytes(f)) for f in frames[:half]] + [_vxlan(0, bytes(f)) for f in frames[half:]]
+    dgrams = [_vxlan(7, bytes(f)) for f in frames] + [_vxlan(0, bytes(f)) for f in frames]
     _send_all(listener.port, dgrams, listener, meter, len(dgrams))
     recs = np.concatenate(meter.batches + [meter.meter.finish().to_numpy()])
     listener.close()
-    assert set(recs["mirror_id"].tolist()) <= {8, 1} and 8 in recs["mirror_id"].tolist()
+    assert recs["flags"].tolist() and all(f & FLAGS["ingress"] for f in recs["flags"].tolist())
+    ids = recs["ingress_id"].tolist()
+    assert sorted(set(ids)) == [0, 7] and ids.count(7) == ids.count(0) == len(recs) // 2
+    docs = [json.loads(line) for line in FlowBatch(recs).to_ndjson("ecs").splitlines()]
+    assert {d["observer"]["ingress"]["interface"]["id"] for d in docs} == {"0", "7"}
 
 
 def test_tunnel_listener_errors():

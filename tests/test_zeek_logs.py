@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, run_cli, shared_path
-from es_fixture import es, es_node  # noqa: F401 - fixtures
+from es_fixture import es  # noqa: F401 - fixture (es_node comes from conftest)
 
 from pyhunt.sinks.templates import flatten, zeek_properties
 from pyhunt.zeek.ecs import ROWS, render_table, to_document

@@ -223,7 +223,7 @@ class Sensor:
             m["pyhunt_bytes_total"] = c.get("bytes_read", 0)
             m["pyhunt_capture_kernel_drops_total"] = s.get("kernel_drops", 0)
             m["pyhunt_capture_kernel_freezes_total"] = s.get("kernel_freezes", 0)
-            m["pyhunt_tunnel_errors_total"] = s.get("bad_tunnel", 0)
+            m["pyhunt_tunnel_errors_total"] = s.get("tunnel_bad", 0) + s.get("tunnel_unsupported", 0)
             from pyhunt import _ext
             names = list(_ext.COUNTER_NAMES)[: _ext.N_DISPOSITIONS]
             m["pyhunt_packets_not_in_flow_total"] = {n: c.get(n, 0) for n in names
@@ -289,6 +289,7 @@ class Sensor:
     def _capture_loop(self, worker: int | None = None, conn=None) -> None:
         cfg = self.cfg
         self.meter = _open_meter(cfg, worker_group=worker is not None)
+        from pyhunt.live import LiveCaptureError as live_error
         self.capture_open = True
         self.flow_writer = self._open_writer(_state_paths(cfg, worker)["flow_spool"])
         self.exporter = _Exporter(self.flow_writer, cfg.observer_name, self.heartbeats)
@@ -299,7 +300,14 @@ class Sensor:
         self._snapshot_capture()
         while not self.stop_requested.is_set():
             self.heartbeats.beat("capture")
-            batch = self.meter.poll(POLL_S)
+            try:
+                batch = self.meter.poll(POLL_S)
+            except live_error as exc:   # the interface went down (rides it out) or away (exit 1)
+                if cfg.mode == "capture" and not os.path.exists(f"/sys/class/net/{cfg.interface}"):
+                    raise SensorError(f"capture on {cfg.interface}: {exc}") from None
+                _log(f"warning: {exc}")
+                self.stop_requested.wait(1.0)
+                continue
             if batch is not None and len(batch):
                 self._enqueue(batch)
             if time.monotonic() - last_report >= 1.0:
