@@ -115,3 +115,14 @@ def veth_pair(host: str | None = None) -> Iterator[Veth]:
             _run("ip", "link", "del", v.host)     # deletes both ends
         if made_ns:
             _run("ip", "netns", "del", v.ns)
+
+
+def require() -> None:
+    """Skip the calling test with the reason where veth tests cannot run; in CI (root, tools
+    installed by .ci/run) a missing prerequisite is a failure, as for Elasticsearch."""
+    import pytest
+    reason = why_not()
+    if reason and os.environ.get("CI", "") not in ("", "0", "false"):
+        pytest.fail(f"CI must run the live-capture tests: {reason}")
+    if reason:
+        pytest.skip(reason)

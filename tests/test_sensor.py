@@ -263,9 +263,7 @@ def test_sensor_fails_clearly_when_the_port_is_taken(tmp):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_capture_sensor_end_to_end(es, tmp, workers):
     import netns
-    reason = netns.why_not()
-    if reason:
-        pytest.skip(reason)
+    netns.require()
     frames = inner_frames()
     write_pcap(tmp / "inner.pcap", frames)
     expected = _replay_tuples(tmp / "inner.pcap")
