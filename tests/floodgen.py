@@ -97,6 +97,19 @@ def udp_flood(n: int, *, start_ns: int, gap_ns: int, seed: int = 2) -> np.ndarra
                    rng.integers(1024, 65536, n), rng.integers(1, 65536, n), UDP)
 
 
+def _asan_loaded() -> bool:
+    try:
+        with open("/proc/self/maps") as f:
+            return any("libasan" in line for line in f)
+    except OSError:
+        return False
+
+
+#: Running under .ci/sanitize.sh: AddressSanitizer's quarantine and shadow memory make the resident
+#: size say nothing about the engine's own memory, and every packet costs several times more.
+UNDER_ASAN = _asan_loaded()
+
+
 def rss_bytes() -> int:
     """Resident set size of this process now."""
     with open("/proc/self/statm") as f:
