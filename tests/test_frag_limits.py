@@ -198,6 +198,27 @@ def test_timeout_expires_incomplete_datagrams(libfrag):
     assert f.c(TIMEOUT) == 3 and f.c(REASSEMBLED) == 1
 
 
+def test_extreme_timestamps(libfrag):
+    """Any 64-bit time (the live path does not go through the reader's clamp): no overflow in the
+    timeout test (under .ci/sanitize.sh this copy of ph_frag.c runs with UBSan)."""
+    lo, hi = -(2**63), 2**63 - 1
+    f = Frags(libfrag, timeout_ns=30 * NS)
+    assert f.add(1, 0, b"a" * 8, True, ts=lo + 5) == FRAG_HELD
+    assert f.add(2, 0, b"b" * 8, True, ts=hi) == FRAG_HELD          # datagram 1 is ancient: expires
+    assert f.c(TIMEOUT) == 1
+    assert f.add(3, 0, b"c" * 8, True, ts=lo) == FRAG_HELD          # time going backwards: nothing expires
+    assert f.add(2, 8, b"d" * 8, False, ts=hi) == b"b" * 8 + b"d" * 8
+    g = Frags(libfrag, timeout_ns=2**63 - 1)                       # the longest timeout there is
+    assert g.add(1, 0, b"a" * 8, True, ts=1) == FRAG_HELD
+    assert g.add(2, 0, b"a" * 8, True, ts=hi) == FRAG_HELD          # 2**63 - 2 later: still in time
+    assert g.c(TIMEOUT) == 0
+    assert g.add(3, 0, b"a" * 8, True, ts=lo) == FRAG_HELD
+    libfrag.ph_frag_expire(g.t, hi)                                 # created at ts 1: 2**63 - 2 < timeout
+    assert g.c(TIMEOUT) == 0
+    f.close()
+    g.close()
+
+
 # ---------------------------------------------------------------- through the engine
 
 def _ipv4_fragment(src: int, ident: int, off8: int, more: bool, payload: bytes) -> bytes:
