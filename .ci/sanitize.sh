@@ -46,7 +46,6 @@ done
     { cat "$work/build.log"; echo "sanitize: build failed" >&2; exit 1; }
 so="$(ls "$copy"/pyhunt/_ext*.so)"
 ldd "$so" | grep -E 'asan|ubsan' || { echo "sanitize: $so is not linked with the sanitizers" >&2; exit 1; }
-grep -q -- '-fsanitize=address,undefined' "$work/build.log" || true
 
 step "check that a sanitizer report fails this step (canary)"
 # A heap overflow in a throw-away C file, run with the same options: if nothing is
