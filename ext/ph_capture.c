@@ -157,6 +157,10 @@ static inline int64_t iface_ts(const ph_iface *ifc, uint64_t raw)
         ns = ts_slow(ifc, raw);
     if (ifc->ts_offset_ns)
         ns = sat_add_i64(ns, ifc->ts_offset_ns);
+    if (ns > PH_TS_LIMIT)
+        ns = PH_TS_LIMIT;   /* see PH_TS_LIMIT: later sums and differences cannot overflow */
+    else if (ns < -PH_TS_LIMIT)
+        ns = -PH_TS_LIMIT;
     return ns;
 }
 

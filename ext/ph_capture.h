@@ -23,6 +23,12 @@
 
 #define PH_MAX_INTERFACES 256
 #define PH_MAX_RECORD (256u * 1024u * 1024u) /* larger length fields are corruption */
+/* Packet timestamps are clamped to [-PH_TS_LIMIT, PH_TS_LIMIT] ns (about 146
+ * years either side of 1970; classic pcap cannot go past 2106 anyway), so the
+ * layers after the reader can add timeouts of up to INT64_MAX / 4 and subtract
+ * two timestamps without signed overflow (a hostile pcapng if_tsoffset or
+ * 64-bit tick count would otherwise reach INT64_MAX). */
+#define PH_TS_LIMIT (((int64_t)1 << 62) - 1)
 
 typedef struct ph_iface {
     uint32_t linktype;
@@ -63,7 +69,7 @@ size_t ph_reader_consumed(const ph_reader *r);
 /* Next packet; see PH_RD_*. On PH_RD_ERROR, err->msg says what and err->offset where.
  * Tolerances: caplen above the snaplen is accepted (up to PH_MAX_RECORD); wirelen is
  * raised to caplen when a file says less; a pcapng Simple Packet Block (no timestamp)
- * gets the timestamp of the previous packet. Timestamps saturate instead of overflowing. */
+ * gets the timestamp of the previous packet. Timestamps saturate at +-PH_TS_LIMIT. */
 int ph_reader_next(ph_reader *r, ph_pkt *pkt, ph_error *err);
 
 #endif /* PH_CAPTURE_H */

@@ -201,9 +201,12 @@ void ph_frag_free(ph_frag_table *t)
 
 void ph_frag_expire(ph_frag_table *t, int64_t now_ns)
 {
-    if (t->timeout_ns <= 0)
-        return;
-    while (t->oldest && now_ns - t->oldest->created_ns >= t->timeout_ns)
+    int64_t limit;
+
+    if (t->timeout_ns <= 0 || now_ns < INT64_MIN + t->timeout_ns)
+        return;                          /* nothing can be that old */
+    limit = now_ns - t->timeout_ns;      /* now - created >= timeout, without overflow */
+    while (t->oldest && t->oldest->created_ns <= limit)
         dgram_drop(t, t->oldest, PH_C_FRAG_TIMEOUT);
 }
 
