@@ -225,7 +225,8 @@ static inline void engine_time(ph_engine *e, int64_t ts)
     e->last_ts = ts;
     if (ts >= e->next_frag_expire) {
         ph_decoder_expire(e->dec, ts);
-        e->next_frag_expire = ts + PH_FRAG_EXPIRE_EVERY_NS;
+        /* saturating: ph_engine_packet/advance take any time (the reader clamps its own) */
+        e->next_frag_expire = ts > INT64_MAX - PH_FRAG_EXPIRE_EVERY_NS ? INT64_MAX : ts + PH_FRAG_EXPIRE_EVERY_NS;
     }
 }
 

@@ -29,8 +29,12 @@
  *    reaches it (Zeek dispatches its timers with the current packet time).
  *
  * Eviction (table full): the victim is the flow with the earliest inactivity
- * deadline, found from the first non-empty wheel bucket (a flow about to time
- * out anyway; within a timeout class, the least recently active). It is
+ * deadline, found at the head of the first non-empty wheel bucket (a flow
+ * about to time out anyway; within a timeout class, the least recently
+ * active, to the bucket width). Buckets list flows in insertion order, and a
+ * head that was active since it was inserted moves to the bucket of its
+ * current deadline first (a bounded number per eviction), so a flood of new
+ * flows evicts the oldest idle ones, never a flow that keeps sending. It is
  * exported with end_reason PH_END_EVICTED and counted in PH_C_EVICTIONS.
  *
  * Export order is deterministic: removal order (timers in deadline order,
@@ -894,9 +898,10 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
     t->chunks = calloc((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT, sizeof *t->chunks);
     t->heap = malloc((size_t)t->capacity * sizeof *t->heap);
     t->wheel = calloc(PH_WHEEL_SIZE, sizeof *t->wheel);
+    t->wtail = calloc(PH_WHEEL_SIZE, sizeof *t->wtail);
     t->wbits = calloc(PH_WHEEL_SIZE / 64, sizeof *t->wbits);
     t->tchunks = calloc((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK, sizeof *t->tchunks);
-    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wbits || !t->tchunks)
+    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wtail || !t->wbits || !t->tchunks)
         goto error;
     t->now = t->prev_now = INT64_MIN;
     t->tmo_ns[PH_TMO_UDP] = cfg->udp_inactivity_ns;
@@ -924,6 +929,7 @@ void ph_flowtab_free(ph_flowtab *t)
     free(t->slots);
     free(t->heap);
     free(t->wheel);
+    free(t->wtail);
     free(t->wbits);
     for (uint32_t c = 0; c < t->xnchunks; c++)
         free(t->xchunks[c]);
@@ -991,7 +997,7 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
     return sizeof *t + ((size_t)t->mask + 1) * sizeof *t->slots +
            (size_t)t->nchunks * PH_CHUNK * sizeof(ph_flow) +
            ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
-           (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * sizeof *t->wheel +
+           (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * (sizeof *t->wheel + sizeof *t->wtail) +
            PH_WHEEL_SIZE / 64 * sizeof *t->wbits +
            (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +
            ((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK) * sizeof *t->tchunks +

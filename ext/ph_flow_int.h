@@ -225,6 +225,7 @@ struct ph_flowtab {
     ph_heap_ent *heap;
     uint32_t hn;
     uint32_t *wheel;         /* bucket heads (index + 1) */
+    uint32_t *wtail;         /* bucket tails (index + 1): a bucket lists its flows in insertion order */
     uint64_t *wbits;         /* non-empty buckets */
     int64_t wcur;            /* next absolute bucket number to process */
     int64_t now;

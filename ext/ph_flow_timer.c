@@ -107,6 +107,8 @@ void ph_wheel_unlink(ph_flowtab *t, ph_flow *f)
     }
     if (f->wnext)
         ph_flow_at(t, f->wnext - 1)->wprev = f->wprev;
+    else
+        t->wtail[f->wslot] = f->wprev;
     f->wslot = PH_WHEEL_NONE;
     f->wnext = f->wprev = 0;
 }
@@ -120,42 +122,61 @@ void ph_wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline)
         b = t->wcur + PH_WHEEL_SIZE - 1;   /* beyond the span: re-checked when reached */
     uint32_t slot = (uint32_t)b & (PH_WHEEL_SIZE - 1);
     f->wslot = (uint16_t)slot;
-    f->wprev = 0;
-    f->wnext = t->wheel[slot];
-    if (f->wnext)
-        ph_flow_at(t, f->wnext - 1)->wprev = idx + 1;
-    t->wheel[slot] = idx + 1;
+    f->wnext = 0;
+    f->wprev = t->wtail[slot];       /* appended: a bucket is in insertion order */
+    if (f->wprev)
+        ph_flow_at(t, f->wprev - 1)->wnext = idx + 1;
+    else
+        t->wheel[slot] = idx + 1;
+    t->wtail[slot] = idx + 1;
     t->wbits[slot >> 6] |= 1ull << (slot & 63);
 }
 
-/* Pick and export the flow with the earliest inactivity deadline. */
+/* Heads of stale buckets moved per eviction at most (see ph_evict_one). */
+#define PH_EVICT_MOVES 64
+
+/* Pick and export the flow with the earliest inactivity deadline: the head of
+ * the first non-empty bucket. The wheel is lazy -- a flow stays in the bucket
+ * of the deadline it had when it was inserted, though it may have been active
+ * since -- so a head whose current deadline lies in a later bucket moves there
+ * first (to that bucket's tail), and a head more recently active than the flow
+ * behind it moves to the tail of its bucket, and the scan goes on. At most PH_EVICT_MOVES
+ * flows move per eviction, and a moved flow does not move again until it is
+ * active again, so the cost per packet stays bounded. */
 int ph_evict_one(ph_flowtab *t)
 {
-    uint32_t start = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1);
-    for (uint32_t n = 0; n <= PH_WHEEL_SIZE; n += 64) {
-        uint32_t s = (start + n) & (PH_WHEEL_SIZE - 1);
-        uint32_t w = s >> 6;
-        uint64_t bits = t->wbits[w];
-        if (n == 0)
-            bits &= ~0ull << (s & 63);
-        else
-            s &= ~63u;
-        if (!bits)
+    for (uint32_t moves = 0;; moves++) {
+        uint32_t start = (uint32_t)t->wcur & (PH_WHEEL_SIZE - 1), slot = UINT32_MAX;
+        for (uint32_t n = 0; n <= PH_WHEEL_SIZE; n += 64) {
+            uint32_t s = (start + n) & (PH_WHEEL_SIZE - 1);
+            uint32_t w = s >> 6;
+            uint64_t bits = t->wbits[w];
+            if (n == 0)
+                bits &= ~0ull << (s & 63);
+            if (!bits)
+                continue;
+            slot = (w << 6) | (uint32_t)__builtin_ctzll(bits);
+            break;
+        }
+        if (slot == UINT32_MAX)
+            return -1;
+        uint32_t idx = t->wheel[slot] - 1;
+        ph_flow *f = ph_flow_at(t, idx);
+        int64_t bucket = t->wcur + (int64_t)((slot - start) & (PH_WHEEL_SIZE - 1));
+        int64_t d = ph_flow_deadline(t, f);
+        int later = (d >> PH_WHEEL_GRAN_SHIFT) > bucket &&
+                    (d >> PH_WHEEL_GRAN_SHIFT) - t->wcur < (int64_t)PH_WHEEL_SIZE;
+        /* same bucket, but active after the flow behind it was inserted: to the tail */
+        int newer = f->wnext && f->last_time > ph_flow_at(t, f->wnext - 1)->last_time;
+        if (moves < PH_EVICT_MOVES && (later || newer)) {
+            ph_wheel_unlink(t, f);
+            ph_wheel_insert(t, f, idx, d);
             continue;
-        uint32_t slot = (w << 6) | (uint32_t)__builtin_ctzll(bits);
-        /* among the first few flows of the bucket, the least recently active */
-        uint32_t best = t->wheel[slot] - 1, cur = best;
-        for (int i = 0; i < 8 && cur != UINT32_MAX; i++) {
-            ph_flow *c = ph_flow_at(t, cur);
-            if (c->last_time < ph_flow_at(t, best)->last_time)
-                best = cur;
-            cur = c->wnext ? c->wnext - 1 : UINT32_MAX;
         }
         t->ctr[PH_C_EVICTIONS]++;
-        ph_flow_remove(t, ph_flow_at(t, best), best, PH_END_EVICTED);
+        ph_flow_remove(t, f, idx, PH_END_EVICTED);
         return 0;
     }
-    return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -224,6 +245,7 @@ static void wheel_process_slot(ph_flowtab *t, uint32_t slot, int64_t now)
 {
     uint32_t cur = t->wheel[slot];
     t->wheel[slot] = 0;
+    t->wtail[slot] = 0;
     t->wbits[slot >> 6] &= ~(1ull << (slot & 63));
     while (cur) {
         uint32_t idx = cur - 1;

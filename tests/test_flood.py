@@ -134,10 +134,6 @@ def test_udp_flood_dispositions_and_evictions():
     assert tally.pkts == n + k
 
 
-@pytest.mark.xfail(strict=True, reason="ph_evict_one takes its victim among the newest flows of the oldest "
-                   "wheel bucket (buckets are filled at the head), and a flow stays in the bucket of the "
-                   "deadline it had when inserted however active it is since: a flow that keeps sending is "
-                   "evicted (fix pending in ext/ph_flow_timer.c; see docs/hardening.md)")
 def test_active_flow_survives_flood():
     """docs/counters.md: the least recently active flow is evicted. A flow that sends a packet every
     100 flood packets is never the least recently active of 10,000, so it must survive as one flow."""
