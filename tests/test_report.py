@@ -39,6 +39,13 @@ def report(tmp_path_factory):
     return out
 
 
+def _browser_env() -> dict[str, str]:
+    """The environment without the sanitizer runtimes that .ci/sanitize.sh preloads for pyhunt's
+    own processes: Chromium is not ours, and it hangs with libasan forced into it."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")}
+
+
 def chromium(url: str, *args: str, timeout: float = 90) -> tuple[str, str]:
     """(stdout, stderr) of one headless Chromium run; its profile is a fresh temporary directory."""
     profile = tempfile.mkdtemp(prefix="pyhunt-chromium-")
@@ -46,7 +53,7 @@ def chromium(url: str, *args: str, timeout: float = 90) -> tuple[str, str]:
         r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
                             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, url],
-                           capture_output=True, timeout=timeout, text=True, errors="replace")
+                           capture_output=True, timeout=timeout, text=True, errors="replace", env=_browser_env())
         return r.stdout, r.stderr
     finally:
         shutil.rmtree(profile, ignore_errors=True)
