@@ -109,6 +109,7 @@ cdef extern from "ph_engine.h":
     void ph_engine_free(ph_engine *e)
     void ph_engine_begin_capture(ph_engine *e)
     void ph_engine_feed(ph_engine *e, const uint8_t *buf, size_t len, int final) nogil
+    void ph_engine_feed_file(ph_engine *e, const uint8_t *buf, size_t len, int final) nogil
     size_t ph_engine_consumed(const ph_engine *e)
     uint64_t ph_engine_offset(const ph_engine *e)
     int ph_engine_run(ph_engine *e, size_t batch, uint64_t max_packets) nogil
@@ -291,10 +292,14 @@ cdef class Engine:
         ph_engine_begin_capture(self.e)
         self._buf = None
 
-    def feed(self, const uint8_t[::1] buf, bint final):
-        """Give the reader a buffer (kept alive until the next feed)."""
+    def feed(self, const uint8_t[::1] buf, bint final, bint file_mapping=False):
+        """Give the reader a buffer (kept alive until the next feed). file_mapping: ``buf`` is a whole
+        read-only shared mmap of a file, whose pages the engine may drop from the mapping once read."""
         self._buf = buf
-        ph_engine_feed(self.e, &buf[0] if buf.shape[0] else NULL, buf.shape[0], final)
+        if file_mapping:
+            ph_engine_feed_file(self.e, &buf[0] if buf.shape[0] else NULL, buf.shape[0], final)
+        else:
+            ph_engine_feed(self.e, &buf[0] if buf.shape[0] else NULL, buf.shape[0], final)
 
     def consumed(self):
         return ph_engine_consumed(self.e)

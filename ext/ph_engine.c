@@ -105,6 +105,9 @@ const char *const ph_counter_names[PH_C__COUNT] = {
 #define PH_RD_PREFETCH 8192u          /* capture bytes prefetched ahead of the reader */
 #define PH_POP_CHUNK (256u << 10)     /* pages mapped ahead per step ... */
 #define PH_POP_AHEAD (8u << 20)       /* ... up to this far ahead of the reader */
+#define PH_PAGE 4096u
+#define PH_DROP_CHUNK (4u << 20)      /* file mappings: page-table entries dropped per step ... */
+#define PH_DROP_BEHIND (2u << 20)     /* ... once the reader is this far past the chunk */
 #define PH_SPIN 1024                  /* pause instructions before a waiting side yields */
 #define PH_PIPE_RETRY 3u              /* calls run in one thread after one where ... */
 #define PH_PIPE_MAX_IDLE 0.7          /* ... the sides waited more than this share of the time */
@@ -198,7 +201,15 @@ void ph_engine_begin_capture(ph_engine *e)
 
 void ph_engine_feed(ph_engine *e, const uint8_t *buf, size_t len, int final)
 {
+    e->file_mapped = 0;
     ph_reader_feed(&e->reader, buf, len, final);
+}
+
+void ph_engine_feed_file(ph_engine *e, const uint8_t *buf, size_t len, int final)
+{
+    ph_reader_feed(&e->reader, buf, len, final);
+    e->file_mapped = buf != NULL && ((uintptr_t)buf & (PH_PAGE - 1)) == 0;
+    e->drop_next = (uintptr_t)buf;
 }
 
 size_t ph_engine_consumed(const ph_engine *e) { return ph_reader_consumed(&e->reader); }
@@ -231,6 +242,19 @@ static inline void engine_time(ph_engine *e, int64_t ts)
 }
 
 /* Reading side: decode one packet into *s. Returns the reader's PH_RD_*. */
+/* A file mapping: drop the page-table entries of what the reader has left
+ * PH_DROP_BEHIND behind (ph_engine_feed_file). The slots still queued hold no
+ * pointer into the capture (the decoder copied what the table needs), and a
+ * page touched again would simply be read back from the page cache. */
+static void drop_behind(ph_engine *e)
+{
+    uintptr_t pos = (uintptr_t)e->reader.buf + e->reader.pos;
+    while (pos - e->drop_next >= PH_DROP_CHUNK + PH_DROP_BEHIND) {
+        madvise((void *)e->drop_next, PH_DROP_CHUNK, MADV_DONTNEED);
+        e->drop_next += PH_DROP_CHUNK;
+    }
+}
+
 static inline int read_one(ph_engine *e, ph_eslot *s)
 {
     ph_pkt pkt;
@@ -238,6 +262,8 @@ static inline int read_one(ph_engine *e, ph_eslot *s)
     int rc = ph_reader_next(&e->reader, &pkt, &e->err);
     if (rc != PH_RD_PACKET)
         return rc;
+    if (e->file_mapped && (uintptr_t)e->reader.buf + e->reader.pos - e->drop_next >= PH_DROP_CHUNK + PH_DROP_BEHIND)
+        drop_behind(e);
     e->dctr[PH_C_PACKETS_READ]++;
     e->dctr[PH_C_BYTES_READ] += pkt.caplen;
     engine_time(e, pkt.ts_ns);

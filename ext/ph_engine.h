@@ -44,6 +44,12 @@ typedef struct ph_engine {
     unsigned pipe_skip;      /* calls left to run in one thread (the sides did not overlap) */
     int64_t last_ts;         /* newest packet time seen */
     int64_t next_frag_expire;
+    /* The buffer is a read-only mapping of a file (ph_engine_feed_file): the
+     * reading side drops the page-table entries of what it has read (the data
+     * stays in the page cache), so that the process does not keep the whole
+     * file mapped and the final munmap has little left to tear down. */
+    int file_mapped;
+    uintptr_t drop_next;     /* first address not yet dropped */
     ph_error err;
     /* the reading side's counters (reader, decoder): added into counters[]
      * whenever a call returns, so each side writes only its own array */
@@ -59,6 +65,10 @@ void ph_engine_free(ph_engine *e);
 /* Start reading a new capture (keeps the flow table: several files are one stream). */
 void ph_engine_begin_capture(ph_engine *e);
 void ph_engine_feed(ph_engine *e, const uint8_t *buf, size_t len, int final);
+/* The same for a buffer that is a whole read-only, shared mapping of a file
+ * (page-aligned): pages already read may be dropped from the mapping (they are
+ * read again from the file if touched), never a byte of anything else. */
+void ph_engine_feed_file(ph_engine *e, const uint8_t *buf, size_t len, int final);
 size_t ph_engine_consumed(const ph_engine *e);
 /* Absolute byte offset of the reader in the current capture. */
 uint64_t ph_engine_offset(const ph_engine *e);

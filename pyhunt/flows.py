@@ -189,7 +189,8 @@ class FlowMeter:
         try:
             for data, final, stream_err in _chunks_with_end(src):
                 buf = data if not tail else tail + bytes(data)
-                eng.feed(buf, final)
+                # a whole file mapping: the engine may unmap the pages it has read as it goes
+                eng.feed(buf, final, src.mapped is not None and buf is data)
                 while True:
                     rc = eng.run(self.batch_size, step)
                     if eng.queued() >= self.batch_size:

@@ -501,3 +501,56 @@ def test_cli_reports_the_offset_of_a_damaged_stream(tmp_path):
     assert "Traceback" not in err
     assert f"<stdin>: truncated packet record at byte {off}" in err and f"(at byte {off})" in err
     assert sum(json.loads(x)["orig_pkts"] for x in r.stdout.splitlines()) == 19
+
+
+def test_a_mapped_file_does_not_stay_mapped(tmp_path):
+    """Files are read through mmap; the engine drops the pages it has read from the mapping (they
+    stay in the page cache), so replaying a large file does not grow the process by its size."""
+    import threading
+
+    import numpy as np
+    from pyhunt import FlowMeter
+    n, size = 150_000, 1400   # a 210 MB capture: one UDP flow of full-size frames
+    frame = bytearray(size)
+    frame[12:14] = b"\x08\x00"
+    ip = bytearray(b"\x45\x00" + (size - 14).to_bytes(2, "big") + b"\x00\x01\x00\x00\x40\x11\x00\x00"
+                   + bytes([10, 0, 0, 1, 10, 0, 0, 2]))
+    s = sum(int.from_bytes(ip[i:i + 2], "big") for i in range(0, 20, 2))
+    s = (s & 0xFFFF) + (s >> 16)
+    ip[10:12] = (~((s & 0xFFFF) + (s >> 16)) & 0xFFFF).to_bytes(2, "big")
+    frame[14:34] = ip
+    frame[34:42] = (40000).to_bytes(2, "big") + (9999).to_bytes(2, "big") + (size - 34).to_bytes(2, "big") + b"\0\0"
+    rec = np.zeros((n, 16 + size), dtype=np.uint8)
+    ts = 1_700_000_000 * 1_000_000 + np.arange(n, dtype=np.int64) * 100   # 100 us apart
+    hdr = np.zeros((n, 4), dtype="<u4")
+    hdr[:, 0], hdr[:, 1], hdr[:, 2], hdr[:, 3] = ts // 1_000_000, ts % 1_000_000, size, size
+    rec[:, :16] = hdr.view(np.uint8).reshape(n, 16)
+    rec[:, 16:] = np.frombuffer(bytes(frame), dtype=np.uint8)
+    path = tmp_path / "big.pcap"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        f.write(rec.tobytes())
+    del rec
+
+    def rss_file() -> int:
+        with open("/proc/self/status") as st:
+            return next(int(ln.split()[1]) * 1024 for ln in st if ln.startswith("RssFile:"))
+
+    base, peak, stop = rss_file(), [0], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_file())
+            stop.wait(0.005)
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        meter = FlowMeter()
+        recs = np.concatenate([b.to_numpy() for b in meter.read(str(path))])
+    finally:
+        stop.set()
+        t.join()
+    assert len(recs) == 1 and int(recs["orig_pkts"][0]) == n
+    assert meter.counters["packets_read"] == n
+    grew = peak[0] - base
+    assert grew < 64 << 20, f"the file mapping grew the process by {grew >> 20} MiB for a {path.stat().st_size >> 20} MiB file"
