@@ -681,7 +681,10 @@ static int tun_udp(dctx *c)
     }
     r = tun_descend(c, &h, pl, cap, wire);
     if (r != PH_DEC_OK && !d->cfg.tunnel_strip) {
-        /* Zeek mode: the outer UDP connection still counts the packet */
+        /* Zeek mode: the outer UDP connection still counts the packet; an inner
+         * fragment waits for its datagram without being a held packet */
+        if (r == PH_C_FRAGMENT_HELD)
+            ph_frag_unhold_last(d->frag);
         if (!c->inner_failed)
             d->counters[PH_C_TUNNEL_INNER_DROPPED]++;
         c->inner_failed = 1;

@@ -48,6 +48,7 @@ struct ph_frag_table {
     uint64_t bytes;
     uint64_t k0, k1;                 /* SipHash key */
     uint8_t *out;                    /* PH_FRAG_MAX_HDR + PH_FRAG_MAX_DATA */
+    frag_dgram *last_held;           /* datagram of the last PH_FRAG_HELD (ph_frag_unhold_last) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -174,6 +175,8 @@ static void dgram_unlink(ph_frag_table *t, frag_dgram *dg)
         t->newest = dg->older;
     t->n--;
     t->bytes -= dg->bytes;
+    if (t->last_held == dg)
+        t->last_held = NULL;
     free(dg->data);
     free(dg->hdr);
     free(dg);
@@ -409,11 +412,19 @@ int ph_frag_add(ph_frag_table *t, const ph_frag_key *k, int64_t ts_ns, uint32_t 
         return PH_FRAG_DONE;
     }
     dg->n_held++;
+    t->last_held = dg;
     return PH_FRAG_HELD;
 
 overflow:
     dgram_drop(t, dg, PH_C_FRAG_OVERFLOW);
     return PH_FRAG_DROPPED;
+}
+
+void ph_frag_unhold_last(ph_frag_table *t)
+{
+    if (t->last_held && t->last_held->n_held)
+        t->last_held->n_held--;
+    t->last_held = NULL;
 }
 
 uint8_t *ph_frag_single(ph_frag_table *t, const uint8_t *hdr, uint32_t hdr_len, const uint8_t *data, uint32_t len)

@@ -67,6 +67,12 @@ int ph_frag_add(ph_frag_table *t, const ph_frag_key *k, int64_t ts_ns, uint32_t 
                 const uint8_t *hdr, uint32_t hdr_len, const uint8_t *data, uint32_t len,
                 uint8_t **out, uint32_t *out_hdr_len, uint32_t *out_data_len);
 
+/* The fragment of the last PH_FRAG_HELD is not a held packet after all: its
+ * packet was counted elsewhere (a UDP tunnel whose outer connection takes the
+ * packet while the inner fragment waits). When its datagram is dropped, only
+ * the fragments reported as held move from held to dropped. */
+void ph_frag_unhold_last(ph_frag_table *t);
+
 /* Build a datagram from one unfragmented piece (IPv6 atomic fragment) in the
  * same output buffer, without touching the table. NULL if over the limits. */
 uint8_t *ph_frag_single(ph_frag_table *t, const uint8_t *hdr, uint32_t hdr_len, const uint8_t *data, uint32_t len);

@@ -434,3 +434,32 @@ def test_tunnel_records_are_bounded_by_the_capacity(tmp_path):
     for i, f in enumerate(frames[20:]):
         eng.feed_packet(f, T0 + (20 + i) * MS)
     assert eng.table_memory() == before and eng.active_flows() <= 8
+
+
+def test_inner_fragments_of_a_udp_tunnel_keep_the_counters_exact(tmp_path):
+    """Found by fuzz_decode: in Zeek mode a VXLAN packet whose inner IPv4 is a fragment counts in
+    the outer UDP flow while the fragment waits for its datagram; when that datagram never completes,
+    its fragments must not be moved from `fragment_held` (where they never were) to
+    `fragment_dropped`, which wrapped `fragment_held` below zero."""
+    whole = IP(src=A, dst=B, id=77) / UDP(sport=1111, dport=2222) / (b"x" * 64)
+    first = bytes(whole)[:20 + 32]
+    frag = bytearray(first)
+    frag[2:4] = struct.pack("!H", len(first))
+    frag[6:8] = struct.pack("!H", 0x2000)          # MF, offset 0: the rest never comes
+    frag[10:12] = b"\0\0"
+    frag[10:12] = struct.pack("!H", _ipsum(bytes(frag[:20])))
+    frames = [outer_udp(vxlan(5, inner_eth(bytes(frag))), 4789),
+              outer_udp(vxlan(5, inner_eth(inner_udp())), 4789)]
+    recs, c = replay(tmp_path, frames)
+    assert c["fragment_held"] == 0 and c["fragment_dropped"] == 0   # neither packet was a held fragment
+    assert c["frag_timeout"] + c["frag_overflow"] >= 1 or c["fragments_reassembled"] == 0
+    outer = [r for r in recs if int(r["resp_p"]) == 4789]
+    assert len(outer) == 1 and int(outer[0]["orig_pkts"]) == 2     # the outer connection has both
+    assert any(int(r["resp_p"]) == 2222 and int(r["orig_pkts"]) == 1 for r in recs)
+
+
+def _ipsum(hdr: bytes) -> int:
+    s = sum(struct.unpack("!10H", hdr))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
