@@ -1,7 +1,7 @@
 """The C stage drivers and floors (benchmarks/c/phbench.c), built on demand and called with ctypes.
 
 The library is compiled with the system C compiler from benchmarks/c/phbench.c and the engine's own
-ext/ph_capture.c, ext/ph_decode.c, ext/ph_frag.c, ext/ph_csum.c, with the optimisation flags of
+reading/decoding layers (ext/ph_capture.c, ph_decode.c, ph_tunnel.c, ph_frag.c, ph_csum.c), with the optimisation flags of
 setup.py, and cached under the benchmark directory keyed by a hash of those sources and flags (so
 an engine change rebuilds it). ctypes releases the GIL during the call; the call's wall time is
 what pytest-benchmark measures.
@@ -18,7 +18,8 @@ import subprocess
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXT = ROOT / "ext"
 SOURCES = [ROOT / "benchmarks" / "c" / "phbench.c"] + [EXT / f for f in
-                                                        ("ph_capture.c", "ph_decode.c", "ph_frag.c", "ph_csum.c")]
+                                                        ("ph_capture.c", "ph_decode.c", "ph_tunnel.c", "ph_frag.c",
+                                                         "ph_csum.c")]
 CFLAGS = ["-O3", "-g", "-DNDEBUG", "-std=c11", "-D_GNU_SOURCE", "-fno-strict-aliasing", "-fPIC", "-shared"]
 
 
