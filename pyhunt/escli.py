@@ -30,8 +30,8 @@ def _yes_no(text: str) -> bool:
 def _size(text: str) -> int:
     t = text.strip().upper()
     mult = 1
-    for suffix, m in (("KB", 1000), ("MB", 1000 ** 2), ("GB", 1000 ** 3), ("K", 1024), ("M", 1024 ** 2),
-                      ("G", 1024 ** 3)):
+    for suffix, m in (("KIB", 1024), ("MIB", 1024 ** 2), ("GIB", 1024 ** 3), ("KB", 1000), ("MB", 1000 ** 2),
+                      ("GB", 1000 ** 3), ("K", 1024), ("M", 1024 ** 2), ("G", 1024 ** 3)):
         if t.endswith(suffix):
             t, mult = t[: -len(suffix)], m
             break

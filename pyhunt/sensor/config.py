@@ -7,6 +7,7 @@ so a broken deployment shows all its mistakes at once.
 """
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
 import re
@@ -14,6 +15,8 @@ import socket
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+from pyhunt import escli
 
 __all__ = ["SETTINGS", "Setting", "SensorConfig", "ConfigError", "load_config", "describe"]
 
@@ -55,30 +58,18 @@ def _seconds0(text: str) -> float:
     return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
 
 
-def _size(text: str) -> int:
-    t = text.strip().upper()
-    mult = 1
-    for suffix, m in (("KB", 1000), ("MB", 1000 ** 2), ("GB", 1000 ** 3), ("KIB", 1024), ("MIB", 1024 ** 2),
-                      ("GIB", 1024 ** 3), ("K", 1024), ("M", 1024 ** 2), ("G", 1024 ** 3)):
-        if t.endswith(suffix):
-            t, mult = t[: -len(suffix)], m
-            break
-    try:
-        v = int(float(t) * mult)
-    except ValueError:
-        raise ValueError(f"not a size (e.g. 4M, 512K, 1G): {text!r}") from None
-    if v < 1:
-        raise ValueError(f"must be positive: {text!r}")
-    return v
+def _from_cli(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """The command line's parser of the same kind of value (pyhunt.escli), raising ValueError."""
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+    return wrapped
 
 
-def _bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not true or false: {text!r}")
+_size = _from_cli(escli._size)     # 4M, 512K, 1G, 8MB...
+_bool = _from_cli(escli._yes_no)   # true/false, yes/no, on/off, 1/0
 
 
 def _interface(text: str) -> str:
