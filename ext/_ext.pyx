@@ -205,6 +205,27 @@ cdef void _ports(uint8_t *bitmap, object ports):
             bitmap[p >> 3] |= <uint8_t>(1 << (p & 7))
 
 
+cdef extern from "ph_ports.h":
+    ctypedef struct ph_zeek_port_reg:
+        const char *script
+        uint8_t proto
+        uint16_t port
+    const ph_zeek_port_reg ph_zeek_port_regs[]
+    size_t PH_ZEEK_N_PORT_REGS
+    const char *const ph_zeek_script_deps[][2]
+    size_t PH_ZEEK_N_SCRIPT_DEPS
+
+
+def zeek_port_registrations():
+    """The server ports each Zeek script registers: [(script, ip proto, port)] ("base/init-bare" always
+    loads), and the scripts that load others: [(script, also loaded)]."""
+    regs = [(ph_zeek_port_regs[i].script.decode(), ph_zeek_port_regs[i].proto, ph_zeek_port_regs[i].port)
+            for i in range(PH_ZEEK_N_PORT_REGS)]
+    deps = [(ph_zeek_script_deps[i][0].decode(), ph_zeek_script_deps[i][1].decode())
+            for i in range(PH_ZEEK_N_SCRIPT_DEPS)]
+    return regs, deps
+
+
 def default_server_ports():
     """Zeek's default likely_server_ports compiled into the core: (tcp, udp) sorted lists."""
     cdef ph_flow_cfg fcfg

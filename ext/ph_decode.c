@@ -48,6 +48,16 @@ struct ph_decoder {
     uint8_t hdrbuf[PH_FRAG_MAX_HDR];     /* header kept from an offset-0 fragment */
     uint8_t tun_port_bits[65536 / 8];    /* UDP ports of enabled UDP tunnels */
     uint8_t tun_udp;                     /* some UDP tunnel is enabled (ports or Teredo signature) */
+    /* 802.11 A-MSDU subframes not decoded yet (ph_decode_next); rest == 0: none */
+    struct {
+        const uint8_t *p;                /* the next subframe, in the packet (or a reassembled buffer) */
+        uint32_t rest;                   /* its bytes and those after it */
+        int frame_cut, in_rebuilt, depth;
+        const uint8_t *wire_base;
+        uint32_t wire_len;
+        ph_pkt pkt;                      /* the frame (data stays the caller's) */
+        ph_parsed snap;                  /* the packet as it was at the 802.11 header */
+    } sub;
 };
 
 /* Per-packet decoding context. */
@@ -61,6 +71,7 @@ typedef struct dctx {
     uint32_t wire_len;         /* ... and how many bytes it had on the wire */
     int in_rebuilt;    /* inside a reassembled datagram (its buffer must not be reused) */
     int inner_failed;  /* a UDP tunnel's inner packet was not usable (Zeek mode: outer flows only) */
+    int in_amsdu;      /* inside an A-MSDU subframe (a nested A-MSDU gives its first subframe only) */
 } dctx;
 
 static int link_ethernet(dctx *c, const uint8_t *p, uint32_t len);
@@ -139,6 +150,7 @@ void ph_decoder_expire(ph_decoder *d, int64_t now_ns) { ph_frag_expire(d->frag, 
 void ph_decoder_flush(ph_decoder *d) { ph_frag_flush(d->frag); }
 uint32_t ph_decoder_frag_pending(const ph_decoder *d) { return ph_frag_pending(d->frag); }
 uint64_t ph_decoder_frag_bytes(const ph_decoder *d) { return ph_frag_bytes(d->frag); }
+int ph_decode_pending(const ph_decoder *d) { return d->sub.rest != 0; }
 
 /* ================================================================== */
 /* Transport                                                           */
@@ -917,11 +929,52 @@ static int link_sll2(dctx *c, const uint8_t *p, uint32_t len)
     return ethertype(c, ph_be16(p), p + 20, len - 20);
 }
 
+/* LLC/SNAP with the zero OUI (encapsulated Ethernet), then the Ethertype. */
+static int llc_snap(dctx *c, const uint8_t *p, uint32_t len)
+{
+    if (len < 8)
+        return PH_C_TRUNCATED_LINK;
+    if (p[0] != 0xaa || p[1] != 0xaa || p[2] != 0x03 || p[3] || p[4] || p[5])
+        return PH_C_NOT_IP;
+    return ethertype(c, ph_be16(p + 6), p + 8, len - 8);
+}
+
+/* One A-MSDU subframe at p (DA, SA, length, then the MSDU: LLC/SNAP and
+ * payload), len bytes of the frame left from p. If more subframes follow and
+ * this one decoded, they are kept for ph_decode_next. A subframe is padded to
+ * a multiple of 4 bytes except the last (802.11-2016 9.3.2.2.2; Zeek pads by
+ * length % 4, which differs for even lengths). A subframe cut by the capture
+ * is decoded as far as it goes and ends the frame; fewer than 14 bytes after
+ * a subframe (an FCS, padding) are not a subframe. */
+static int amsdu_subframe(dctx *c, const uint8_t *p, uint32_t len)
+{
+    ph_decoder *d = c->d;
+    uint32_t sub, used;
+    int r;
+
+    if (len < 14)
+        return PH_C_TRUNCATED_LINK;
+    sub = ph_be16(p + 12);
+    if (sub > len - 14)
+        sub = len - 14;
+    used = 14 + sub;
+    used += (4u - (used & 3u)) & 3u;
+    c->in_amsdu = 1;
+    r = llc_snap(c, p + 14, sub);
+    if ((r == PH_DEC_OK || r == PH_C_FRAGMENT_HELD) && used + 14 <= len) {
+        d->sub.p = p + used;
+        d->sub.rest = len - used;
+    }
+    return r;
+}
+
 /* IEEE 802.11 data frame (as Zeek's IEEE802_11 analyzer, plus the HT control
- * field), then LLC/SNAP. A-MSDU: the first subframe only. */
+ * field), then LLC/SNAP. An A-MSDU gives one decoded packet per subframe
+ * (ph_decode_next), as Zeek forwards each. */
 static int link_ieee80211(dctx *c, const uint8_t *p, uint32_t len)
 {
     ph_parsed *o = c->out;
+    ph_decoder *d = c->d;
     uint8_t fc0, fc1;
     uint32_t hl = 24, sa, da;
     int amsdu = 0;
@@ -959,21 +1012,26 @@ static int link_ieee80211(dctx *c, const uint8_t *p, uint32_t len)
     o->flags |= PH_PF_HAS_MAC;
     p += hl;
     len -= hl;
-    if (amsdu) {
+    if (!amsdu)
+        return llc_snap(c, p, len);
+    if (c->in_amsdu) {
+        /* an A-MSDU inside a subframe: its first subframe only */
         uint32_t sub;
         if (len < 14)
             return PH_C_TRUNCATED_LINK;
         sub = ph_be16(p + 12);
-        p += 14;
-        len -= 14;
-        if (sub < len)
-            len = sub;
+        return llc_snap(c, p + 14, sub < len - 14 ? sub : len - 14);
     }
-    if (len < 8)
-        return PH_C_TRUNCATED_LINK;
-    if (p[0] != 0xaa || p[1] != 0xaa || p[2] != 0x03 || p[3] || p[4] || p[5])
-        return PH_C_NOT_IP;
-    return ethertype(c, ph_be16(p + 6), p + 8, len - 8);
+    /* what every subframe starts from */
+    o->amsdu = (uint8_t)(o->nencap + 1);
+    d->sub.frame_cut = c->frame_cut;
+    d->sub.in_rebuilt = c->in_rebuilt;
+    d->sub.depth = c->depth;
+    d->sub.wire_base = c->wire_base;
+    d->sub.wire_len = c->wire_len;
+    d->sub.pkt = *c->pkt;
+    memcpy(&d->sub.snap, o, sizeof *o);
+    return amsdu_subframe(c, p, len);
 }
 
 /* Radiotap: little-endian header length at byte 2, then 802.11. */
@@ -1001,6 +1059,7 @@ int ph_decode(ph_decoder *d, const ph_pkt *pkt, ph_parsed *out)
     int r;
 
     memset(out, 0, PH_PARSED_CLEAR);
+    d->sub.rest = 0;
     out->ts_ns = pkt->ts_ns;
     if (pkt->mirror_id)
         out->ctx = PH_CTX_VNI << 32 | (pkt->mirror_id - 1u);
@@ -1013,6 +1072,7 @@ int ph_decode(ph_decoder *d, const ph_pkt *pkt, ph_parsed *out)
     c.wire_len = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
     c.in_rebuilt = 0;
     c.inner_failed = 0;
+    c.in_amsdu = 0;
 
     switch (pkt->linktype) {
     case PH_LT_ETHERNET:
@@ -1051,5 +1111,32 @@ int ph_decode(ph_decoder *d, const ph_pkt *pkt, ph_parsed *out)
     out->inner_ok = (uint8_t)!c.inner_failed;
     if (r == PH_DEC_OK && out->nencap && out->inner_ok)
         d->counters[PH_C_TUNNEL_DECAPSULATED]++;
+    return r;
+}
+
+int ph_decode_next(ph_decoder *d, ph_parsed *out)
+{
+    dctx c;
+    const uint8_t *p = d->sub.p;
+    uint32_t len = d->sub.rest;
+    int r;
+
+    if (!len)
+        return PH_C_TRUNCATED_LINK;
+    d->sub.rest = 0;
+    memcpy(out, &d->sub.snap, sizeof *out);
+    out->amsdu_more = 1;
+    c.d = d;
+    c.pkt = &d->sub.pkt;
+    c.out = out;
+    c.depth = d->sub.depth;
+    c.frame_cut = d->sub.frame_cut;
+    c.wire_base = d->sub.wire_base;
+    c.wire_len = d->sub.wire_len;
+    c.in_rebuilt = d->sub.in_rebuilt;
+    c.inner_failed = 0;
+    c.in_amsdu = 1;
+    r = amsdu_subframe(&c, p, len);
+    out->inner_ok = (uint8_t)!c.inner_failed;
     return r;
 }

@@ -58,6 +58,13 @@ void ph_decoder_free(ph_decoder *d);
  * (PH_C_FRAGMENT_HELD for a fragment absorbed into an incomplete datagram). */
 int ph_decode(ph_decoder *d, const ph_pkt *pkt, ph_parsed *out);
 
+/* An 802.11 A-MSDU is one captured frame with several packets (subframes):
+ * ph_decode returns the first; while ph_decode_pending, each ph_decode_next
+ * returns the next one (same return codes; out->amsdu_more is set). Valid
+ * only before the next ph_decode and while the frame's data is. */
+int ph_decode_pending(const ph_decoder *d);
+int ph_decode_next(ph_decoder *d, ph_parsed *out);
+
 /* Expire incomplete datagrams older than the timeout at packet time now_ns. */
 void ph_decoder_expire(ph_decoder *d, int64_t now_ns);
 /* End of input: drop every incomplete datagram (counted as FRAGMENT_DROPPED). */

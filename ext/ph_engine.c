@@ -87,6 +87,8 @@ const char *const ph_counter_names[PH_C__COUNT] = {
     "tunnel_inner_dropped",
     "tunnel_too_deep",
     "tunnel_bad_header",
+    "amsdu_subframes",
+    "amsdu_subframes_dropped",
 };
 
 #define PH_FRAG_EXPIRE_EVERY_NS (1 * PH_NS_PER_SEC)
@@ -95,6 +97,7 @@ const char *const ph_counter_names[PH_C__COUNT] = {
 #ifndef PH_PF_MIN_FLOWS
 #define PH_PF_MIN_FLOWS 16384u
 #endif
+#define PH_MAX_SUBFRAMES 4096       /* A-MSDU subframes of one live frame (a 64 KiB frame has fewer) */
 #define PH_AHEAD 16u                  /* one thread, large table: packets decoded ahead */
 
 /* pipelined ph_engine_run (see the top of this file) */
@@ -120,6 +123,7 @@ struct ph_eslot {
     ph_parsed p;       /* valid when disp == PH_DEC_OK */
     int64_t ts;        /* packet time (advances the table's clock otherwise) */
     int disp;          /* PH_DEC_OK or the decoder's disposition (already counted) */
+    int extra;         /* an A-MSDU subframe after the first: its table disposition is not counted */
 };
 
 /* ------------------------------------------------------------------ */
@@ -197,6 +201,7 @@ void ph_engine_begin_capture(ph_engine *e)
 {
     ph_reader_init(&e->reader);
     memset(&e->err, 0, sizeof e->err);
+    e->sub_pending = 0;
 }
 
 void ph_engine_feed(ph_engine *e, const uint8_t *buf, size_t len, int final)
@@ -255,9 +260,23 @@ static void drop_behind(ph_engine *e)
     }
 }
 
+/* The next subframe of the A-MSDU read last (one captured frame, several packets). */
+static int read_subframe(ph_engine *e, ph_eslot *s)
+{
+    s->extra = 1;
+    s->disp = ph_decode_next(e->dec, &s->p);
+    s->ts = s->p.ts_ns;
+    e->dctr[s->disp == PH_DEC_OK ? PH_C_AMSDU_SUBFRAMES : PH_C_AMSDU_SUBFRAMES_DROPPED]++;
+    e->sub_pending = s->disp == PH_DEC_OK && ph_decode_pending(e->dec);
+    s->p.l4 = NULL;
+    return PH_RD_PACKET;
+}
+
 static inline int read_one(ph_engine *e, ph_eslot *s)
 {
     ph_pkt pkt;
+    if (__builtin_expect(e->sub_pending, 0))
+        return read_subframe(e, s);
     pkt.mirror_id = 0;   /* capture files carry no mirroring session (the reader leaves it) */
     int rc = ph_reader_next(&e->reader, &pkt, &e->err);
     if (rc != PH_RD_PACKET)
@@ -268,9 +287,12 @@ static inline int read_one(ph_engine *e, ph_eslot *s)
     e->dctr[PH_C_BYTES_READ] += pkt.caplen;
     engine_time(e, pkt.ts_ns);
     s->ts = pkt.ts_ns;
+    s->extra = 0;
     s->disp = ph_decode(e->dec, &pkt, &s->p);
     if (s->disp != PH_DEC_OK)
         e->dctr[s->disp]++;
+    if (__builtin_expect(s->p.amsdu, 0))
+        e->sub_pending = ph_decode_pending(e->dec);
     s->p.l4 = NULL;   /* may point into a buffer the decoder reuses before the slot is consumed */
     return PH_RD_PACKET;
 }
@@ -278,9 +300,11 @@ static inline int read_one(ph_engine *e, ph_eslot *s)
 /* Table side: one slot. */
 static inline void table_one(ph_engine *e, const ph_eslot *s)
 {
-    if (s->disp == PH_DEC_OK)
-        e->counters[ph_flowtab_packet(e->tab, &s->p)]++;
-    else
+    if (s->disp == PH_DEC_OK) {
+        int d = ph_flowtab_packet(e->tab, &s->p);
+        if (!s->extra)
+            e->counters[d]++;
+    } else
         ph_flowtab_advance(e->tab, s->ts);
 }
 
@@ -639,10 +663,18 @@ int ph_engine_packet(ph_engine *e, const ph_pkt *pkt)
     e->dctr[PH_C_BYTES_READ] += pkt->caplen;
     engine_time(e, pkt->ts_ns);
     s.ts = pkt->ts_ns;
+    s.extra = 0;
     s.disp = ph_decode(e->dec, pkt, &s.p);
     if (s.disp != PH_DEC_OK)
         e->dctr[s.disp]++;
+    e->sub_pending = s.p.amsdu && ph_decode_pending(e->dec);
     table_one(e, &s);
+    /* the frame's further A-MSDU subframes (its data is valid during this call) */
+    for (int n = 0; e->sub_pending && !e->nomem && n < PH_MAX_SUBFRAMES; n++) {
+        read_subframe(e, &s);
+        table_one(e, &s);
+    }
+    e->sub_pending = 0;
     fold_counters(e);
     return e->nomem ? PH_RUN_NOMEM : 0;
 }

@@ -50,6 +50,7 @@ typedef struct ph_engine {
      * file mapped and the final munmap has little left to tear down. */
     int file_mapped;
     uintptr_t drop_next;     /* first address not yet dropped */
+    int sub_pending;         /* the frame read last has A-MSDU subframes left (ph_decode_next) */
     ph_error err;
     /* the reading side's counters (reader, decoder): added into counters[]
      * whenever a call returns, so each side writes only its own array */

@@ -786,11 +786,24 @@ static void outer_udp(const ph_parsed *p, const ph_encap *e, ph_parsed *q)
 static int tunnel_packet(ph_flowtab *t, const ph_parsed *p)
 {
     ph_tctx tc = {0, 0, NULL};
-    int disp = PH_C_IN_FLOW;
+    int disp = PH_C_IN_FLOW, i = 0;
+    /* A-MSDU: the layers in front of the 802.11 header are counted once, with
+     * the first subframe; the others take the tunnel context it had there */
+    int at = p->amsdu ? p->amsdu - 1 : -1;
 
-    for (int i = 0; i < p->nencap && i < PH_MAX_ENCAP; i++) {
+    if (p->amsdu_more && at > 0) {
+        tc.sig = t->amsdu_sig;
+        tc.parent = t->amsdu_parent;
+        tc.e = &p->encap[at - 1];
+        i = at;
+    }
+    for (; i < p->nencap && i < PH_MAX_ENCAP; i++) {
         const ph_encap *e = &p->encap[i];
         uint64_t uid;
+        if (i == at && !p->amsdu_more) {
+            t->amsdu_sig = tc.sig;
+            t->amsdu_parent = tc.parent;
+        }
         if (t->cfg.tunnel_strip) {
             tc.e = e;
             continue;
@@ -811,6 +824,10 @@ static int tunnel_packet(ph_flowtab *t, const ph_parsed *p)
             tc.sig = 1;
         tc.parent = uid;
         tc.e = e;
+    }
+    if (i == at && !p->amsdu_more) {
+        t->amsdu_sig = tc.sig;
+        t->amsdu_parent = tc.parent;
     }
     if (!p->inner_ok)
         return disp;

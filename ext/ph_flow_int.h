@@ -240,6 +240,7 @@ struct ph_flowtab {
     /* tunnel records (ph_flow.c): chunks allocated on demand, up to the capacity */
     ph_tun_info **tchunks;
     uint32_t tnchunks, tn_used, tfree;
+    uint64_t amsdu_sig, amsdu_parent;  /* tunnel context of the last A-MSDU's first subframe */
     /* flows removed in the current tick that started in it (flow ids, ph_flow_export.c) */
     struct { uint64_t epoch; uint32_t hash, next; } gen_tab[PH_GEN_SLOTS];
     uint64_t gen_epoch;      /* entries of other epochs are free; 0 = never used */

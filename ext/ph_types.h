@@ -79,6 +79,9 @@ enum ph_counter {
                                    UDP flow counts them; Zeek mode) */
     PH_C_TUNNEL_TOO_DEEP,       /* encapsulations nested deeper than tunnel_max_depth (not decapsulated) */
     PH_C_TUNNEL_BAD_HEADER,     /* tunnel header malformed or cut (not decapsulated) */
+    PH_C_AMSDU_SUBFRAMES,       /* 802.11 A-MSDU subframes after the first of their frame, handed to the
+                                   flow table as packets (the frame's disposition is its first subframe's) */
+    PH_C_AMSDU_SUBFRAMES_DROPPED, /* such subframes not decodable (the rest of the frame is skipped) */
     PH_C__COUNT
 };
 
@@ -181,6 +184,9 @@ typedef struct ph_parsed {
     uint8_t nencap;          /* encapsulation layers taken apart (0 = a direct packet) */
     uint8_t inner_ok;        /* 1: the fields above are the innermost packet; 0 (nencap > 0): the inner
                                 packet was not usable and only the outer UDP tunnel flows count */
+    uint8_t amsdu;           /* 0, or 1 + nencap at the 802.11 header of an A-MSDU (one of its subframes) */
+    uint8_t amsdu_more;      /* a subframe after the first (ph_decode_next): the layers before the
+                                802.11 header were counted with the first */
     uint64_t ctx;            /* flow-key context (PH_CTX_*), 0 for most packets */
     ph_encap encap[PH_MAX_ENCAP];
 } ph_parsed;

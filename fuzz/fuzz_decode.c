@@ -90,6 +90,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(disp > PH_C_IN_FLOW && disp < PH_C__DISPOSITION_END);
             ctr[disp]++;
         }
+        /* A-MSDU: the frame's other subframes, each at least 16 bytes of it */
+        for (uint32_t n = 0; ph_decode_pending(d); n++) {
+            FUZZ_CHECK(n < caplen / 16 + 1);
+            int sd = ph_decode_next(d, &out);
+            FUZZ_CHECK(out.amsdu_more == 1 && out.amsdu >= 1);
+            if (sd == PH_DEC_OK) {
+                FUZZ_CHECK(out.ipver == 4 || out.ipver == 6);
+                FUZZ_CHECK(out.l4_caplen <= out.l4_len);
+                if (out.l4_caplen)
+                    (void)fuzz_touch(out.l4, out.l4_caplen);
+            } else {
+                FUZZ_CHECK(sd > PH_C_IN_FLOW && sd < PH_C__DISPOSITION_END);
+            }
+        }
         FUZZ_CHECK(ph_decoder_frag_pending(d) <= cfg.frag_max_datagrams);
         FUZZ_CHECK(ph_decoder_frag_bytes(d) <= cfg.frag_max_bytes);
         free(copy);

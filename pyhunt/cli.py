@@ -46,6 +46,15 @@ def _ports(text: str) -> list[int]:
     return out
 
 
+def _bare(text: str) -> tuple[list[int], list[int]]:
+    from pyhunt.flows import zeek_bare_server_ports
+    names = [] if text.strip().lower() == "none" else text.split(",")
+    try:
+        return zeek_bare_server_ports(names)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _nets(text: str) -> list[str]:
     nets = [t.strip() for t in text.split(",") if t.strip()]
     for n in nets:
@@ -127,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="likely server ports for TCP direction fixes, e.g. '22,80,8000-8100' or 'none' "
                    "(default: Zeek's likely_server_ports)")
     r.add_argument("--udp-server-ports", type=_ports, metavar="LIST", help="the same for UDP")
+    r.add_argument("--zeek-bare", type=_bare, metavar="SCRIPTS",
+                   help="likely server ports as Zeek in bare mode (-b) with these scripts loaded: comma-separated "
+                        "protocol names or script paths, e.g. 'dns,http' or 'base/protocols/ssl' ('none': only "
+                        "the UDP tunnel ports init-bare registers); sets both port lists")
     r.add_argument("--local-nets", type=_nets, default=[], metavar="CIDRS",
                    help="comma-separated local networks: enable local_orig/local_resp and network.direction")
     r.add_argument("--tunnels", choices=("zeek", "strip"), default="zeek",
@@ -258,6 +271,10 @@ def replay(args: argparse.Namespace) -> int:
     for c in args.captures:
         if c != "-" and not os.path.exists(c):
             raise UsageError(f"no such capture file: {c}")
+    if args.zeek_bare is not None:
+        if args.tcp_server_ports is not None or args.udp_server_ports is not None:
+            raise UsageError("--zeek-bare sets the server ports: give it or --tcp/udp-server-ports, not both")
+        args.tcp_server_ports, args.udp_server_ports = args.zeek_bare
     sink = _open_sink(args) if args.es else None
     table_mode = args.output is None and sys.stdout.isatty() and sink is None
     out, close_out = (None, False) if table_mode or (sink and args.output is None) else _open_output(args.output)

@@ -71,6 +71,38 @@ class FlowBatch:
         return [json.loads(line) for line in self.to_ndjson("zeek-json").splitlines()]
 
 
+# Zeek protocol scripts that register no server ports (docs/zeek-server-ports.md)
+_PORTLESS_PROTOCOLS = ("conn", "tunnels", "pop3", "rfb", "ntlm", "websocket")
+
+
+def zeek_bare_server_ports(scripts: Iterable[str]) -> tuple[list[int], list[int]]:
+    """Zeek's likely_server_ports in bare mode (``zeek -b``) with these scripts loaded: what
+    base/init-bare registers (the UDP tunnel ports) plus the server ports of each script. A script
+    is a path (``base/protocols/dns``, or a file under it) or a protocol's name (``dns``).
+    Returns sorted (tcp, udp) lists; raises ValueError for a name that is no known protocol."""
+    regs, deps = _ext.zeek_port_registrations()
+    known = {script for script, _, _ in regs} | {a for a, _ in deps}
+    loaded = {"base/init-bare"}
+    for name in scripts:
+        name = name.strip().strip("/")
+        if not name:
+            continue
+        if "/" not in name:
+            path = f"base/protocols/{name}"
+            if path not in known and name not in _PORTLESS_PROTOCOLS:
+                names = sorted(k.rsplit("/", 1)[1] for k in known if k.startswith("base/protocols/"))
+                raise ValueError(f"unknown Zeek protocol {name!r} (protocols with server ports: "
+                                 f"{', '.join(names)}; {', '.join(_PORTLESS_PROTOCOLS)} register none)")
+            name = path
+        loaded.update(k for k in known if name == k or name.startswith(k + "/"))
+    for a, b in deps:
+        if a in loaded:
+            loaded.add(b)
+    tcp = sorted({port for script, proto, port in regs if script in loaded and proto == 6})
+    udp = sorted({port for script, proto, port in regs if script in loaded and proto == 17})
+    return tcp, udp
+
+
 @dataclass
 class Progress:
     """Where the meter is: capture name, bytes done and total (None if unknown)."""

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, flows_of, run_cli
 
 SAMPLE = ROOT / "pyhunt" / "data" / "sample.pcap"
 
@@ -112,3 +112,28 @@ def test_every_subpackage_is_packaged():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "pyhunt").rglob("__init__.py")}
     assert found == listed, found ^ listed
+
+
+def test_zeek_bare_sets_the_likely_server_ports(tmp_path):
+    """A reply seen without its request is flipped only when its source port is a likely server port:
+    a default Zeek knows 53/udp and 443/tcp, a bare one only what its loaded scripts register."""
+    from scapy.layers.inet import IP, TCP, UDP
+
+    import captures as cap
+    t0 = 1705309200_000000000
+    frames = [(t0, cap.ethernet(bytes(IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=53, dport=40000) / b"r"))),
+              (t0 + 1000, cap.ethernet(bytes(IP(src="10.0.0.2", dst="10.0.0.1") /
+                                             TCP(sport=443, dport=50000, flags="A") / b"d")))]
+    path = cap.write(tmp_path / "r.pcap", cap.pcap_bytes(frames, nano=True))
+
+    def orig_ports(*extra: str) -> list[int]:
+        return sorted(f["id.orig_p"] for f in flows_of(path, *extra))
+
+    assert orig_ports() == [40000, 50000]
+    assert orig_ports("--zeek-bare", "none") == [53, 443]
+    assert orig_ports("--zeek-bare", "dns") == [443, 40000]
+    assert orig_ports("--zeek-bare", "base/protocols/conn,base/protocols/ssl,dns") == [40000, 50000]
+    bad = run_cli("replay", "-q", "-o", "-", "--zeek-bare", "dnss", str(path))
+    assert bad.returncode == 2 and "unknown Zeek protocol 'dnss'" in bad.stderr.decode()
+    both = run_cli("replay", "-q", "-o", "-", "--zeek-bare", "dns", "--tcp-server-ports", "80", str(path))
+    assert both.returncode == 2 and "not both" in both.stderr.decode()

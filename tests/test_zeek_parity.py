@@ -7,8 +7,10 @@ with the reason).
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +35,13 @@ PLAIN, TUNNEL = _cases() if PARITY.exists() else ([], [])
 
 
 def meter_cmd() -> str:
-    """The harness's command template: our CLI in zeek-json mode (-C when Zeek ran with -C)."""
+    """The harness's command template: our CLI in zeek-json mode, with -C when Zeek ran with -C and,
+    when Zeek ran in bare mode (-b), the likely server ports of the scripts the case loaded."""
+    scripts = shlex.join([sys.executable, str(Path(__file__).with_name("parity_scripts.py")),
+                          str(PARITY / "cases")])
     return (f"{sys.executable} -m pyhunt replay -q --format zeek-json -o {{out}} {{pcap}} "
-            f"$( [ {{ignore_checksums}} = 1 ] && echo -C )")
+            f"$( [ {{ignore_checksums}} = 1 ] && echo -C ) "
+            f"$( [ {{bare}} = 1 ] && echo --zeek-bare=$({scripts} {{name}}) )")
 
 
 def run_harness(cases: list[str], tmp_path) -> tuple[dict, str]:
@@ -64,10 +70,8 @@ def test_non_tunnel_cases_reach_the_floor(tmp_path):
     assert not low, f"fields under {MIN_FIELD}%: {low}\n{text[-3000:]}"
 
 
-# Tunnel cases that still fail, and why (everything else of the tunnel set must pass):
-# - gre-aruba-amsdu: Zeek counts both 802.11 A-MSDU subframes of one frame as two packets (we decode the
-#   first subframe only), and the case's bare-mode likely_server_ports lack 443, so Zeek does not flip it.
-KNOWN = {"core.tunnels.gre-aruba-amsdu": "A-MSDU subframes and bare-mode server ports"}
+# Tunnel cases that still fail, and why (everything else of the tunnel set must pass).
+KNOWN: dict[str, str] = {}
 
 @pytest.mark.parity
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN[c], strict=True))
