@@ -2,16 +2,15 @@
 """pyhunt._ext -- the thin binding over the C core (ext/ph_*.c).
 
 Per-packet work never crosses this layer: Python feeds capture bytes and
-receives flow records in batches, as numpy structured arrays whose layout is
-ph_flow_rec (checked against pyhunt.schema at import).
+receives flow records in batches, as bytes whose layout is ph_flow_rec
+(checked against pyhunt.schema at import) or as numpy structured arrays over
+them. numpy is imported only when an array is asked for, so that a replay to
+NDJSON does not pay for it.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset, strncpy
-
-import numpy as np
-cimport numpy as cnp
-
-cnp.import_array()
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
 
 cdef extern from "ph_types.h":
     enum: PH_C__COUNT
@@ -366,16 +365,21 @@ cdef class Engine:
         with nogil:
             ph_engine_finish(self.e, reason)
 
-    def take(self):
-        """Queued records as a new numpy structured array (the queue is emptied)."""
+    def take_raw(self):
+        """Queued records as a new bytearray of RECORD_SIZE-byte records (the queue is emptied)."""
         cdef size_t n
         cdef const ph_flow_rec *q = ph_engine_queue(self.e, &n)
-        arr = np.empty(n, dtype=self.dtype)
-        cdef cnp.ndarray a = arr
-        if n:
-            memcpy(cnp.PyArray_DATA(a), q, n * PH_REC_SIZE)
+        raw = PyByteArray_FromStringAndSize(<const char *>q if n else NULL, n * PH_REC_SIZE)
         ph_engine_clear(self.e)
-        return arr
+        return raw
+
+    def take(self):
+        """Queued records as a new numpy structured array (the queue is emptied)."""
+        import numpy as np
+        if self.dtype is None:
+            from pyhunt.schema import dtype
+            self.dtype = dtype()
+        return np.frombuffer(self.take_raw(), dtype=self.dtype)
 
     def queued(self):
         return self.e.qlen
@@ -394,16 +398,19 @@ cdef class Engine:
 FORMATS = {"ecs": 0, "zeek-json": 1, "zeek-tsv": 2}
 
 
-def format_records(cnp.ndarray recs not None, str fmt, observer=None, dataset=None):
-    """Serialize a record array (dtype of pyhunt.schema) to NDJSON/TSV bytes, in C."""
+def format_records(recs not None, str fmt, observer=None, dataset=None):
+    """Serialize records to NDJSON/TSV bytes, in C: a contiguous numpy array of pyhunt.schema's
+    dtype, or a bytes-like object of whole records (Engine.take_raw)."""
     cdef ph_buf out
     cdef ph_format_opts opts
     cdef int rc, code
-    cdef size_t n = recs.shape[0]
+    cdef size_t n
     cdef const ph_flow_rec *data
+    cdef Py_buffer view
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if recs.dtype.itemsize != PH_REC_SIZE or not recs.flags.c_contiguous:
+    dt = getattr(recs, "dtype", None)
+    if dt is not None and (dt.itemsize != PH_REC_SIZE or not recs.flags.c_contiguous):
         raise ValueError("records must be a contiguous array of pyhunt.schema.dtype()")
     code = FORMATS[fmt]
     cdef bytes obs = observer.encode() if observer else b""
@@ -414,10 +421,17 @@ def format_records(cnp.ndarray recs not None, str fmt, observer=None, dataset=No
         opts.observer_name = obs
     if dataset:
         opts.dataset = ds
-    memset(&out, 0, sizeof(out))
-    data = <const ph_flow_rec *>cnp.PyArray_DATA(recs)
-    with nogil:
-        rc = ph_format_records(&out, code, data, n, &opts)
+    PyObject_GetBuffer(recs, &view, PyBUF_ANY_CONTIGUOUS)
+    try:
+        if view.len % PH_REC_SIZE:
+            raise ValueError(f"records must be whole {PH_REC_SIZE}-byte records; got {view.len} bytes")
+        n = <size_t>view.len // PH_REC_SIZE
+        data = <const ph_flow_rec *>view.buf
+        memset(&out, 0, sizeof(out))
+        with nogil:
+            rc = ph_format_records(&out, code, data, n, &opts)
+    finally:
+        PyBuffer_Release(&view)
     try:
         if rc != 0:
             raise MemoryError("out of memory while serializing flows")

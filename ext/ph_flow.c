@@ -124,20 +124,14 @@ static int icmp6_counterpart(int type, int code, int *oneway)
     }
 }
 
-static inline uint64_t mum(uint64_t a, uint64_t b)
-{
-    ph_u128 r = (ph_u128)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
 static inline uint32_t key_hash(const uint64_t w[7])
 {
     /* two 64x64->128 multiplies over the seven words (the address words are
      * folded pairwise: a IPv4 key has w[1] = w[3] = 0; the tunnel context,
      * almost always 0, is folded into the port word) */
-    uint64_t h = mum(w[0] ^ w[3] ^ 0xa0761d6478bd642full, w[1] ^ w[2] ^ 0xe7037ed1a0b428dbull)
-               + mum(w[4] ^ w[6] ^ 0x8ebc6af09c88c6e3ull, w[5] ^ 0x589965cc75374cc3ull);
-    h = mum(h, 0x1d8e4e27c47d124full);
+    uint64_t h = ph_mum(w[0] ^ w[3] ^ 0xa0761d6478bd642full, w[1] ^ w[2] ^ 0xe7037ed1a0b428dbull)
+               + ph_mum(w[4] ^ w[6] ^ 0x8ebc6af09c88c6e3ull, w[5] ^ 0x589965cc75374cc3ull);
+    h = ph_mum(h, 0x1d8e4e27c47d124full);
     return (uint32_t)(h ^ (h >> 32));
 }
 
@@ -581,15 +575,6 @@ typedef struct ph_tctx {
     const ph_encap *e;     /* the innermost enclosing layer (metadata), or NULL */
 } ph_tctx;
 
-static inline uint64_t fmix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ull;
-    k ^= k >> 33;
-    return k;
-}
 
 /* Zeek gives IP-in-IP and GRE tunnels a synthetic uid per address pair
  * (either order); here a deterministic one, from the pair. */
@@ -605,9 +590,9 @@ static uint64_t ip_tunnel_uid(const ph_encap *e)
     memcpy(&a1, a + 8, 8);
     memcpy(&b0, b, 8);
     memcpy(&b1, b + 8, 8);
-    uint64_t h = mum(a0 ^ 0x2d358dccaa6c78a5ull, a1 ^ 0x8bb84b93962eacc9ull) ^
-                 mum(b0 ^ 0x4b33a62ed433d4a3ull, b1 ^ 0x4d5a2da51de1aa47ull) ^ e->ipver;
-    h = fmix64(h);
+    uint64_t h = ph_mum(a0 ^ 0x2d358dccaa6c78a5ull, a1 ^ 0x8bb84b93962eacc9ull) ^
+                 ph_mum(b0 ^ 0x4b33a62ed433d4a3ull, b1 ^ 0x4d5a2da51de1aa47ull) ^ e->ipver;
+    h = ph_fmix64(h);
     return h ? h : 1;
 }
 
@@ -819,7 +804,7 @@ static int tunnel_packet(ph_flowtab *t, const ph_parsed *p)
         } else {
             uid = ip_tunnel_uid(e);
         }
-        tc.sig = fmix64(mum(tc.sig ^ 0x9e3779b97f4a7c15ull, uid ^ ((uint64_t)e->type << 56)) + 1);
+        tc.sig = ph_fmix64(ph_mum(tc.sig ^ 0x9e3779b97f4a7c15ull, uid ^ ((uint64_t)e->type << 56)) + 1);
         if (!tc.sig)
             tc.sig = 1;
         tc.parent = uid;

@@ -12,8 +12,8 @@
  *   h      = mum(d0 ^ K0, d1 ^ K1) ^ mum(d2 ^ K2, ts_start ^ K3) ^ mum(v ^ K4, K5)
  *   h     ^= mum(g ^ K6, K7)          only when g != 0
  *   h     ^= mum(c ^ K8, K9)          only when the tunnel context c != 0 (mirroring session)
- *   flow_id = fmix64(h)      (mum(a, b) = low ^ high half of the 128-bit a*b;
- *                             K0..K7 and fmix64 as in the code below)
+ *   flow_id = ph_fmix64(h)      (mum(a, b) = low ^ high half of the 128-bit a*b;
+ *                             K0..K7 and ph_fmix64 as in the code below)
  *
  * which is deterministic across runs and machines and stays the same for the
  * interim updates and the final record of one flow.
@@ -42,21 +42,6 @@ static inline const uint8_t *resp_h(const ph_flow *f) { return f->orig_is_a ? ph
 static inline uint16_t orig_p(const ph_flow *f) { return f->orig_is_a ? ph_key_pa(&f->k) : ph_key_pb(&f->k); }
 static inline uint16_t resp_p(const ph_flow *f) { return f->orig_is_a ? ph_key_pb(&f->k) : ph_key_pa(&f->k); }
 
-static inline uint64_t mum64(uint64_t a, uint64_t b)
-{
-    ph_u128 r = (ph_u128)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-static uint64_t fmix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ull;
-    k ^= k >> 33;
-    return k;
-}
 
 void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint64_t *flow_id)
 {
@@ -64,14 +49,14 @@ void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint
                   resp_p(f), digest);
     uint64_t d0 = ph_le64(digest), d1 = ph_le64(digest + 8), d2 = ph_le32(digest + 16);
     uint64_t v = f->vl[0] | (uint64_t)f->vl[1] << 16;
-    uint64_t h = mum64(d0 ^ 0xa0761d6478bd642full, d1 ^ 0xe7037ed1a0b428dbull) ^
-                 mum64(d2 ^ 0x8ebc6af09c88c6e3ull, (uint64_t)f->ts_start ^ 0x589965cc75374cc3ull) ^
-                 mum64(v ^ 0x1d8e4e27c47d124full, 0x9e3779b97f4a7c15ull);
+    uint64_t h = ph_mum(d0 ^ 0xa0761d6478bd642full, d1 ^ 0xe7037ed1a0b428dbull) ^
+                 ph_mum(d2 ^ 0x8ebc6af09c88c6e3ull, (uint64_t)f->ts_start ^ 0x589965cc75374cc3ull) ^
+                 ph_mum(v ^ 0x1d8e4e27c47d124full, 0x9e3779b97f4a7c15ull);
     if (f->gen)
-        h ^= mum64(f->gen ^ 0xd6e8feb86659fd93ull, 0xc2b2ae3d27d4eb4full);
+        h ^= ph_mum(f->gen ^ 0xd6e8feb86659fd93ull, 0xc2b2ae3d27d4eb4full);
     if (f->k.w[6])
-        h ^= mum64(f->k.w[6] ^ 0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull);
-    *flow_id = fmix64(h);
+        h ^= ph_mum(f->k.w[6] ^ 0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull);
+    *flow_id = ph_fmix64(h);
 }
 
 /* Same-tick generation set (see the top of this file). */

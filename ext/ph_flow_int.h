@@ -254,6 +254,24 @@ struct ph_flowtab {
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
+/* low ^ high half of the 128-bit product (key hash, flow ids, tunnel signatures) */
+static inline uint64_t ph_mum(uint64_t a, uint64_t b)
+{
+    ph_u128 r = (ph_u128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* MurmurHash3's 64-bit finalizer */
+static inline uint64_t ph_fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 33;
+    return k;
+}
+
 static inline ph_flow *ph_flow_at(const ph_flowtab *t, uint32_t idx)
 {
     return &t->chunks[idx >> PH_CHUNK_SHIFT][idx & (PH_CHUNK - 1)];

@@ -210,6 +210,20 @@ static const char *priv_hint(int e)
     return (e == EPERM || e == EACCES) ? " (needs CAP_NET_RAW and CAP_NET_ADMIN)" : "";
 }
 
+/* A handle with nothing open yet (what ph_live_close expects). */
+static ph_live *live_alloc(int linktype, char *err, size_t errlen)
+{
+    ph_live *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->fd = -1;
+    l->ring = MAP_FAILED;
+    l->linktype = linktype;
+    return l;
+}
+
 ph_live *ph_live_open_ring(const ph_live_cfg *cfg, int *code, char *err, size_t errlen)
 {
     ph_live *l = NULL;
@@ -236,14 +250,9 @@ ph_live *ph_live_open_ring(const ph_live_cfg *cfg, int *code, char *err, size_t 
         set_err(err, errlen, "interface %s does not exist", cfg->ifname);
         return NULL;
     }
-    l = calloc(1, sizeof(*l));
-    if (l == NULL) {
-        set_err(err, errlen, "out of memory");
+    l = live_alloc(lt, err, errlen);
+    if (l == NULL)
         return NULL;
-    }
-    l->fd = -1;
-    l->ring = MAP_FAILED;
-    l->linktype = lt;
     l->block_size = cfg->block_size;
     l->block_count = cfg->block_count;
     l->ifindex = ifindex;
@@ -468,15 +477,10 @@ ph_live *ph_live_open_tunnel(int kind, const char *addr, uint16_t port, int *cod
         set_err(err, errlen, "bind address %s is not an IPv4 or IPv6 address", addr);
         return NULL;
     }
-    l = calloc(1, sizeof(*l));
-    if (l == NULL) {
-        set_err(err, errlen, "out of memory");
+    l = live_alloc(PH_LT_ETHERNET_, err, errlen);
+    if (l == NULL)
         return NULL;
-    }
-    l->fd = -1;
-    l->ring = MAP_FAILED;
     l->kind = kind;
-    l->linktype = PH_LT_ETHERNET_;
     l->msgs = calloc(PH_TUN_SLOTS, sizeof(*l->msgs));
     l->iov = calloc(PH_TUN_SLOTS, sizeof(*l->iov));
     l->bufs = malloc((size_t)PH_TUN_SLOTS * PH_TUN_BUF);

@@ -70,18 +70,7 @@ static void read_streamed(const uint8_t *data, size_t size, uint64_t seed, read_
 
     ph_reader_init(&r);
     for (uint32_t step = 0; step < MAX_STEPS; step++) {
-        size_t chunk = fuzz_chunk(&seed, size - off);
-        int final = off + chunk == size;
-        uint8_t *nb = malloc(blen + chunk ? blen + chunk : 1);
-        FUZZ_CHECK(nb != NULL);
-        if (blen)
-            memcpy(nb, buf, blen);
-        if (chunk)
-            memcpy(nb + blen, data + off, chunk);
-        free(buf);
-        buf = nb;
-        blen += chunk;
-        off += chunk;
+        int final = fuzz_stream_chunk(&seed, data, size, &off, &buf, &blen);
         ph_reader_feed(&r, buf, blen, final);
         int rc = drain(&r, buf, blen, s);
         if (rc == PH_RD_NEED_MORE) {

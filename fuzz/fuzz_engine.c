@@ -87,18 +87,7 @@ static void read_capture(ph_engine *e, const uint8_t *data, size_t size, int str
     uint8_t *buf = NULL;
     size_t blen = 0, off = 0;
     for (uint32_t step = 0; step < MAX_STEPS; step++) {
-        size_t chunk = fuzz_chunk(seed, size - off);
-        int final = off + chunk == size;
-        uint8_t *nb = malloc(blen + chunk ? blen + chunk : 1);
-        FUZZ_CHECK(nb != NULL);
-        if (blen)
-            memcpy(nb, buf, blen);
-        if (chunk)
-            memcpy(nb + blen, data + off, chunk);
-        free(buf);
-        buf = nb;
-        blen += chunk;
-        off += chunk;
+        int final = fuzz_stream_chunk(seed, data, size, &off, &buf, &blen);
         ph_engine_feed(e, buf, blen, final);
         int rc = run_buffer(e, batch, st);
         if (rc == PH_RUN_NEED_MORE) {

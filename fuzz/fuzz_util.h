@@ -79,4 +79,25 @@ static inline uint64_t fuzz_touch(const uint8_t *p, size_t n)
     return h;
 }
 
+/* Streaming: move the next chunk of data (from *off, length from fuzz_chunk)
+ * onto the end of *buf, reallocated to exactly the bytes it holds so that
+ * AddressSanitizer sees any read past them. Returns whether the chunk was the
+ * last one. The caller keeps the unconsumed tail of *buf between calls. */
+static inline int fuzz_stream_chunk(uint64_t *seed, const uint8_t *data, size_t size, size_t *off,
+                                    uint8_t **buf, size_t *blen)
+{
+    size_t chunk = fuzz_chunk(seed, size - *off);
+    uint8_t *nb = malloc(*blen + chunk ? *blen + chunk : 1);
+    FUZZ_CHECK(nb != NULL);
+    if (*blen)
+        memcpy(nb, *buf, *blen);
+    if (chunk)
+        memcpy(nb + *blen, data + *off, chunk);
+    free(*buf);
+    *buf = nb;
+    *blen += chunk;
+    *off += chunk;
+    return *off == size;
+}
+
 #endif /* FUZZ_UTIL_H */

@@ -25,8 +25,8 @@ class UsageError(Exception):
 
 
 def _sample_path() -> str:
-    from importlib.resources import files
-    return str(files("pyhunt") / "data" / "sample.pcap")
+    # the package is installed as files (setup.py), so this is the resource's path
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sample.pcap")
 
 
 def _ports(text: str) -> list[int]:
@@ -98,7 +98,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("replay", "es", "sensor", "zeek-ship", "kibana", "hunt", "report")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With ``command`` (the subcommand about to run) only its sub-parser is built:
+    the others import modules that command does not need (startup time counts in a replay)."""
     p = _Parser(prog="pyhunt", description="Network threat-hunting sensor: flows with Zeek's conn.log "
                 "semantics, Community ID and hunting features, from captures or live traffic.")
     from pyhunt import __version__
@@ -148,14 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--observer", metavar="NAME", help="observer.hostname in ECS records (default: this host)")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary or progress on stderr")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from pyhunt.escli import add_es_arguments, add_es_command
+    from pyhunt.escli import add_es_arguments
     add_es_arguments(r)
-    add_es_command(sub)
-    add_sensor_command(sub)
-    add_zeek_command(sub)
-    add_kibana_command(sub)
-    from pyhunt.hunts.cli import add_hunt_commands
-    add_hunt_commands(sub)
+    if command in (None, "es"):
+        from pyhunt.escli import add_es_command
+        add_es_command(sub)
+    if command in (None, "sensor"):
+        add_sensor_command(sub)
+    if command in (None, "zeek-ship"):
+        add_zeek_command(sub)
+    if command in (None, "kibana"):
+        add_kibana_command(sub)
+    if command in (None, "hunt", "report"):
+        from pyhunt.hunts.cli import add_hunt_commands
+        add_hunt_commands(sub)
     return p
 
 
@@ -260,7 +271,6 @@ def _tsv_time(ns: int) -> str:
 def replay(args: argparse.Namespace) -> int:
     from pyhunt import _ext
     from pyhunt.flows import FlowMeter
-    from pyhunt.summary import ProgressBar, Stats, format_flow_table, format_summary
 
     if args.sample:
         args.captures = [*args.captures, _sample_path()]
@@ -286,17 +296,23 @@ def replay(args: argparse.Namespace) -> int:
                       udp_server_ports=args.udp_server_ports, local_nets=args.local_nets,
                       tunnels=args.tunnels)
     observer = args.observer or socket.gethostname()
-    bar = ProgressBar() if (not args.quiet and not args.no_progress and sys.stderr.isatty()) else None
-    stats = Stats()
+    # the summary, the table and Elasticsearch look at the records (numpy); -q -o FILE only formats them
+    need_stats = table_mode or not args.quiet
+    tsv = out is not None and args.format == "zeek-tsv"
+    if need_stats:
+        from pyhunt.summary import ProgressBar, Stats, format_flow_table, format_summary
+    bar = ProgressBar() if (need_stats and not args.quiet and not args.no_progress and sys.stderr.isatty()) else None
+    stats = Stats() if need_stats else None
     first_ts = last_ts = None
     header_done = False
     t0 = time.perf_counter()
     old_term = signal.signal(signal.SIGTERM, _sigterm) if sink is not None else None
     try:
         for batch in meter.read(*args.captures, progress=bar):
-            recs = batch.to_numpy()
-            stats.add(recs)
-            if len(recs):
+            recs = batch.to_numpy() if (stats is not None or sink is not None or tsv) else None
+            if stats is not None:
+                stats.add(recs)
+            if tsv and len(recs):
                 first_ts = int(recs["ts_start"][0]) if first_ts is None else first_ts
                 last_ts = max(last_ts or 0, int(recs["ts_end"].max()))
             ecs = None
@@ -304,7 +320,7 @@ def replay(args: argparse.Namespace) -> int:
                 ecs = batch.to_ndjson("ecs", observer=observer)
                 sink.write(recs, ecs)
             if out is not None:
-                if args.format == "zeek-tsv" and first_ts is not None and not header_done:
+                if tsv and first_ts is not None and not header_done:
                     out.write(_ext.tsv_header(_tsv_time(first_ts)))
                     header_done = True
                 out.write(ecs if ecs is not None and args.format == "ecs"
@@ -386,7 +402,8 @@ def _open_sink(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

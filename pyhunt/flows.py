@@ -1,28 +1,27 @@
 """The Python face of the flow engine: FlowMeter and FlowBatch.
 
 Python never sees packets: it feeds capture bytes to the C engine and receives
-finished (or updated) flows in batches, as numpy structured arrays.
+finished (or updated) flows in batches: records in C's layout, as numpy structured
+arrays on demand (numpy is imported then, not before: a replay to NDJSON never needs it).
 """
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 from pyhunt import _ext
 from pyhunt.schema import CONN_STATES, FIELDS, dtype, layout
 from pyhunt.sources import open_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 __all__ = ["FlowMeter", "FlowBatch", "CaptureError", "Progress", "check_abi", "parse_networks"]
 
 FORMATS = tuple(_ext.FORMATS)
 END_SHUTDOWN = 6
 END_OF_INPUT = 0
-
-_DTYPE = dtype()
-
 
 def check_abi() -> None:
     """Fail loudly if the compiled record layout differs from pyhunt.schema."""
@@ -47,19 +46,27 @@ class CaptureError(Exception):
 
 
 class FlowBatch:
-    """A batch of flow records; ``to_numpy()`` is zero-copy, ``to_ndjson()`` runs in C."""
+    """A batch of flow records; ``to_numpy()`` is zero-copy, ``to_ndjson()`` runs in C.
+
+    ``records``: a structured array of ``pyhunt.schema.dtype()``, or the engine's raw records
+    (a bytearray of whole ``RECORD_SIZE``-byte records, ``Engine.take_raw()``)."""
 
     __slots__ = ("_records",)
 
-    def __init__(self, records: np.ndarray):
+    def __init__(self, records: np.ndarray | bytearray):
         self._records = records
 
     def __len__(self) -> int:
-        return len(self._records)
+        r = self._records
+        return len(r) // _ext.RECORD_SIZE if isinstance(r, (bytes, bytearray)) else len(r)
 
     def to_numpy(self) -> np.ndarray:
         """The records as a structured array of ``pyhunt.schema.dtype()`` (no copy)."""
-        return self._records
+        r = self._records
+        if isinstance(r, (bytes, bytearray)):
+            import numpy as np
+            r = self._records = np.frombuffer(r, dtype=dtype())
+        return r
 
     def to_ndjson(self, format: str = "ecs", *, observer: str | None = None) -> bytes:
         """One line per flow: ``ecs``, ``zeek-json`` or ``zeek-tsv`` (lines only, no header)."""
@@ -185,7 +192,7 @@ class FlowMeter:
     @property
     def engine(self) -> _ext.Engine:
         if self._engine is None:
-            self._engine = _ext.Engine(self._config(), _DTYPE)
+            self._engine = _ext.Engine(self._config())
         return self._engine
 
     @property
@@ -205,7 +212,7 @@ class FlowMeter:
         if finish:
             eng.finish(END_OF_INPUT)
             while eng.queued():
-                yield FlowBatch(eng.take())
+                yield FlowBatch(eng.take_raw())
 
     def _read_one(self, eng: _ext.Engine, path: str,
                   progress: Callable[[Progress], None] | None) -> Iterator[FlowBatch]:
@@ -226,7 +233,7 @@ class FlowMeter:
                 while True:
                     rc = eng.run(self.batch_size, step)
                     if eng.queued() >= self.batch_size:
-                        yield FlowBatch(eng.take())
+                        yield FlowBatch(eng.take_raw())
                     if progress is not None:
                         progress(Progress(src.name, eng.offset(), src.size, eng.counters()["packets_read"]))
                     if rc not in (_ext.RUN_BATCH, _ext.RUN_YIELD):

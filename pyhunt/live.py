@@ -47,13 +47,13 @@ class LiveFlowMeter:
         exported meanwhile (ended, timed out, or interim updates), or None."""
         self.source.run(self.engine, max(0, int(timeout_s * 1000)), self.batch_size)
         if self.engine.queued():
-            return FlowBatch(self.engine.take())
+            return FlowBatch(self.engine.take_raw())
         return None
 
     def finish(self) -> FlowBatch:
         """Export every flow still in the table (shutdown); capture can go on afterwards."""
         self.engine.finish(END_SHUTDOWN)
-        return FlowBatch(self.engine.take())
+        return FlowBatch(self.engine.take_raw())
 
     def stats(self) -> dict[str, Any]:
         """The source's counters, the engine's counters (``engine``) and the table size."""

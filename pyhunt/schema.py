@@ -8,6 +8,7 @@ checks at import that its struct layout matches the dtype.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -273,6 +274,7 @@ def layout() -> tuple[list[int], int]:
     return offsets, (off + maxalign - 1) // maxalign * maxalign
 
 
+@functools.cache
 def dtype():
     """The numpy structured dtype matching ``ph_flow_rec`` byte for byte."""
     import numpy as np

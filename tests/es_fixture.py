@@ -83,9 +83,19 @@ class ES:
         return f"pyhunt-flow-{self.namespace}-*"
 
     def count(self, index: str | None = None) -> int:
+        """Documents in the index (pattern), refreshed. An index the writer has just created may not
+        have its shard started yet (search answers 503): wait for it, a bounded number of times."""
+        from elasticsearch import ApiError
         index = index or self.pattern
-        self.client.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
-        return self.client.count(index=index, ignore_unavailable=True, allow_no_indices=True)["count"]
+        for attempt in range(5):
+            try:
+                self.client.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+                return self.client.count(index=index, ignore_unavailable=True, allow_no_indices=True)["count"]
+            except ApiError as exc:
+                if exc.meta.status != 503 or attempt == 4:
+                    raise
+                self.client.cluster.health(index=index, wait_for_status="yellow", timeout="10s")
+        raise AssertionError("unreachable")
 
     def docs(self) -> list[dict]:
         from elasticsearch.helpers import scan

@@ -14,7 +14,9 @@ import pytest
 
 import floodgen
 from pyhunt import _ext
-from pyhunt.flows import _DTYPE
+from pyhunt.schema import dtype
+
+_DTYPE = dtype()
 from pyhunt.schema import END_REASONS
 
 T0 = 1_700_000_000 * 1_000_000_000

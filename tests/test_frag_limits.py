@@ -20,7 +20,9 @@ import pytest
 import floodgen
 from conftest import ROOT
 from pyhunt import _ext
-from pyhunt.flows import _DTYPE
+from pyhunt.schema import dtype
+
+_DTYPE = dtype()
 
 NAMES = _ext.COUNTER_NAMES
 HELD, DROPPED = NAMES.index("fragment_held"), NAMES.index("fragment_dropped")

@@ -16,7 +16,9 @@ import pytest
 
 from conftest import ROOT
 from pyhunt import _ext
-from pyhunt.flows import _DTYPE
+from pyhunt.schema import dtype
+
+_DTYPE = dtype()
 
 DIR = ROOT / "tests" / "data" / "fuzz-regressions"
 FILES = sorted(p for p in DIR.iterdir() if p.is_file()) if DIR.is_dir() else []
