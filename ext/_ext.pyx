@@ -81,6 +81,7 @@ cdef extern from "ph_flow.h":
         uint8_t tcp_server_ports[8192]
         uint8_t udp_server_ports[8192]
         uint32_t n_local_nets
+        uint8_t vlan_in_key
         uint8_t tunnel_strip
         uint8_t tunnel_max_changes
     void ph_flow_cfg_default(ph_flow_cfg *cfg)
@@ -239,7 +240,7 @@ cdef class Engine:
 
     config keys (all optional; seconds for times): ignore_checksums, tcp_inactivity,
     udp_inactivity, icmp_inactivity, other_inactivity, active_timeout, emit_updates,
-    capacity, cid_seed, first_n, tcp_server_ports, udp_server_ports, local_nets
+    capacity, cid_seed, first_n, tcp_server_ports, udp_server_ports, vlan_in_key (default true), local_nets
     (list of (addr_bytes16, ipver, prefix)), frag_timeout, frag_max_datagrams, frag_max_bytes,
     dns_session_timeout (Zeek's, 10; 0 = off), tunnels ("zeek" or "strip"), tunnel_max_depth, tunnel_max_changes, teredo_dpd,
     tunnel_disable (names of TUNNEL_NAMES), vxlan_ports, geneve_ports, teredo_ports,
@@ -279,6 +280,8 @@ cdef class Engine:
             fcfg.dns_session_ns = _ns(config["dns_session_timeout"])
         if "emit_updates" in config:
             fcfg.emit_updates = bool(config["emit_updates"])
+        if "vlan_in_key" in config:
+            fcfg.vlan_in_key = bool(config["vlan_in_key"])
         if "capacity" in config:
             fcfg.capacity = int(config["capacity"])
         if "cid_seed" in config:

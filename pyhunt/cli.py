@@ -147,6 +147,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "the UDP tunnel ports init-bare registers); sets both port lists")
     r.add_argument("--local-nets", type=_nets, default=[], metavar="CIDRS",
                    help="comma-separated local networks: enable local_orig/local_resp and network.direction")
+    r.add_argument("--no-vlan-key", action="store_true",
+                   help="do not key flows by VLAN ids, as Zeek's default connection key (the same 5-tuple on two "
+                        "VLANs is one flow); by default they are keyed, as Zeek's vlan_fivetuple")
     r.add_argument("--tunnels", choices=("zeek", "strip"), default="zeek",
                    help="zeek: report tunnels as Zeek does (outer UDP tunnel flows, tunnel_parents; default); "
                         "strip: mirroring mode, strip them silently and key flows by the VNI/GRE key")
@@ -294,7 +297,7 @@ def replay(args: argparse.Namespace) -> int:
                       active_timeout=args.active_timeout, emit_updates=args.updates, capacity=args.capacity,
                       first_n=args.first_n, tcp_server_ports=args.tcp_server_ports,
                       udp_server_ports=args.udp_server_ports, local_nets=args.local_nets,
-                      tunnels=args.tunnels)
+                      vlan_in_key=not args.no_vlan_key, tunnels=args.tunnels)
     observer = args.observer or socket.gethostname()
     # the summary, the table and Elasticsearch look at the records (numpy); -q -o FILE only formats them
     need_stats = table_mode or not args.quiet

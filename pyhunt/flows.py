@@ -152,6 +152,7 @@ class FlowMeter:
     tcp_server_ports: Sequence[int] | None = None
     udp_server_ports: Sequence[int] | None = None
     local_nets: Sequence[str] = ()
+    vlan_in_key: bool = True
     tunnels: str = "zeek"
     tunnel_max_depth: int | None = None
     tunnel_max_changes: int | None = None
@@ -164,6 +165,7 @@ class FlowMeter:
 
     def _config(self) -> dict:
         cfg: dict = {"ignore_checksums": self.ignore_checksums, "emit_updates": self.emit_updates,
+                     "vlan_in_key": self.vlan_in_key,
                      "cid_seed": self.cid_seed, "local_nets": parse_networks(self.local_nets)}
         cfg.update(tunnels=self.tunnels, tunnel_disable=list(self.tunnel_disable), teredo_dpd=self.teredo_dpd)
         for kind, ports in (self.tunnel_ports or {}).items():

@@ -258,6 +258,9 @@ def test_vlan_ids_separate_flows(tmp_path):
                                 eth(ip, True, vlan=[10, 5]), eth(ip, True, vlan=10)]))
     got = sorted((int(f["vlan"]), int(f["inner_vlan"]), int(f["orig_pkts"])) for f in r.recs)
     assert got == [(0, 0, 1), (10, 0, 2), (10, 5, 1), (20, 0, 1)]
+    # Zeek's default key (vlan_in_key off): one connection, with the VLAN ids of its first packet
+    one = replay(tmp_path, timed([eth(ip, True, vlan=10), eth(ip, True, vlan=20), eth(ip, True)]), vlan_in_key=False)
+    assert (int(one.flow()["vlan"]), int(one.flow()["orig_pkts"])) == (10, 3)
 
 
 def test_ethernet_802_3_snap_carries_ip(tmp_path):

@@ -194,6 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ring_blocks", 256, _int_range(2, 65536), "AF_PACKET ring blocks per worker"),
     Setting("local_nets", (), _nets, "local networks (CIDRs) for network.direction and local_orig/resp"),
     Setting("cid_seed", 0, _int_range(0, 65535), "Community ID seed"),
+    Setting("vlan_key", True, _bool, "key flows by VLAN ids (false: Zeek's default key, the 5-tuple alone)"),
     Setting("tunnels", "zeek", _tunnels,
             "zeek: report tunnels as Zeek does; strip: remove them silently (mirroring)"),
     Setting("capacity", 1 << 20, _int_range(1, 1 << 30), "flow table capacity (per worker)"),

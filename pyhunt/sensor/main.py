@@ -66,7 +66,8 @@ def _check_state_dir(cfg: SensorConfig) -> None:
 def _engine_options(cfg: SensorConfig) -> dict[str, Any]:
     """FlowMeter settings of the live meter."""
     return {"cid_seed": cfg.cid_seed, "capacity": cfg.capacity, "active_timeout": cfg.active_timeout,
-            "emit_updates": cfg.active_timeout > 0, "local_nets": list(cfg.local_nets), "tunnels": cfg.tunnels}
+            "emit_updates": cfg.active_timeout > 0, "local_nets": list(cfg.local_nets), "tunnels": cfg.tunnels,
+            "vlan_in_key": cfg.vlan_key}
 
 
 def _open_meter(cfg: SensorConfig, worker_group: bool):
