@@ -26,6 +26,7 @@ typedef struct tcp_pkt {
     ph_flowtab *t;
     ph_flow *f;
     const ph_parsed *p;
+    ph_tcp_st *st;      /* f's TCP state */
     int e;              /* sender's endpoint index (follows role flips) */
     int is_orig;        /* Zeek's is_orig: fixed for the packet (stale after a flip, as in Zeek's state machine) */
     int len;            /* payload length */
@@ -39,7 +40,7 @@ typedef struct tcp_pkt {
 #define RST(c) ((c)->fl & PH_TCP_RST)
 #define ACK(c) ((c)->fl & PH_TCP_ACK)
 
-static inline ph_tcp_ep *EP(tcp_pkt *c, int i) { return &c->f->p.ep[i]; }
+static inline ph_tcp_ep *EP(tcp_pkt *c, int i) { return &c->st->ep[i]; }
 
 static inline int is_handshake(int s)
 {
@@ -55,9 +56,9 @@ static inline int is_clean(const ph_tcp_ep *x)
 static inline char role_case(int i, char up) { return i ? (char)(up + ('a' - 'A')) : up; }
 
 /* TCP_Endpoint::{ChecksumError,DidRxmit,ZeroWindow,Gap}: scaled letters */
-static inline void ep_scaled(ph_flow *f, int i, int which, char up)
+static inline void ep_scaled(ph_flow *f, ph_tcp_st *st, int i, int which, char up)
 {
-    ph_tcp_ep *x = &f->p.ep[i];
+    ph_tcp_ep *x = &st->ep[i];
     ph_hist_scaled(f, &x->shc[which], &x->shx, which * 4, role_case(i, up));
 }
 
@@ -93,9 +94,10 @@ static uint64_t relative_seq(const ph_tcp_ep *x, uint32_t cur, uint32_t last, ui
     return full64(cur, wraps) - (uint64_t)x->start;
 }
 
-uint64_t ph_tcp_size(const ph_flow *f, int d)
+uint64_t ph_tcp_size(const ph_flowtab *t, const ph_flow *f, int d)
 {
-    const ph_tcp_ep *x = &f->p.ep[d], *y = &f->p.ep[d ^ 1];
+    const ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *x = &st->ep[d], *y = &st->ep[d ^ 1];
     if (x->prev_state == PH_TCPS_SYN_SENT && x->state == PH_TCPS_RESET && y->state == PH_TCPS_INACTIVE &&
         !no_data_acked(x))
         return 0;   /* a half-open connection discovered and aborted */
@@ -180,7 +182,7 @@ static int32_t update_last_seq(tcp_pkt *c, uint32_t last)
     else if (delta > 0)
         set_last_seq(x, last);
     else if (c->len > 0)
-        ep_scaled(c->f, c->e, PH_SH_T, 'T');
+        ep_scaled(c->f, c->st, c->e, PH_SH_T, 'T');
     return delta;
 }
 
@@ -273,7 +275,7 @@ static void inactive_state(tcp_pkt *c, uint32_t base_seq, int *do_close, int *ge
         if (c->is_orig) {
             set_state(c, c->e, ACK(c) ? PH_TCPS_SYN_ACK_SENT : PH_TCPS_SYN_SENT);
             if (c->t->cfg.tcp_attempt_ns) {
-                f->tm[PH_TM_ATTEMPT] = c->p->ts_ns + c->t->cfg.tcp_attempt_ns;
+                c->st->tm[PH_TM_ATTEMPT] = c->p->ts_ns + c->t->cfg.tcp_attempt_ns;
                 c->tdirty = 1;
             }
         } else {
@@ -306,7 +308,7 @@ static void inactive_state(tcp_pkt *c, uint32_t base_seq, int *do_close, int *ge
         *gen_event = !reject;
     }
     if (EP(c, c->e)->state == PH_TCPS_INACTIVE) {
-        if (!c->is_orig && c->len == 0 && f->p.ep[0].state == PH_TCPS_SYN_SENT) {
+        if (!c->is_orig && c->len == 0 && c->st->ep[0].state == PH_TCPS_SYN_SENT) {
             /* an ack of the initial SYN before the SYN-ACK: stays inactive */
         } else if (ACK(c) && EP(c, c->e ^ 1)->state == PH_TCPS_ESTABLISHED) {
             set_state(c, c->e, PH_TCPS_ESTABLISHED);
@@ -425,8 +427,9 @@ static void xblk_release(ph_flowtab *t, ph_tcp_ep *x, int n)
 
 void ph_tcp_release(ph_flowtab *t, ph_flow *f)
 {
-    xblk_release(t, &f->p.ep[0], 0);
-    xblk_release(t, &f->p.ep[1], 0);
+    ph_tcp_st *st = ph_tcp(t, f);
+    xblk_release(t, &st->ep[0], 0);
+    xblk_release(t, &st->ep[1], 0);
 }
 
 static inline void clear_blocks(ph_flowtab *t, ph_tcp_ep *x)
@@ -555,8 +558,8 @@ static uint64_t data_size(const ph_flowtab *t, ph_tcp_ep *x)
 static void gap(tcp_pkt *c, int r, uint64_t len)
 {
     if (is_clean(EP(c, r)) && is_clean(EP(c, r ^ 1))) {
-        ep_scaled(c->f, r, PH_SH_G, 'G');
-        c->f->missed += len;
+        ep_scaled(c->f, c->st, r, PH_SH_G, 'G');
+        c->st->missed += len;
     }
 }
 
@@ -565,7 +568,7 @@ static void gap(tcp_pkt *c, int r, uint64_t len)
 static void after_delivery(tcp_pkt *c, int r)
 {
     ph_tcp_ep *x = EP(c, r);
-    if (no_data_acked(x) && ph_tcp_size(c->f, r) > PH_TCP_MAX_INITIAL_WINDOW && x->r_last > x->r_trim)
+    if (no_data_acked(x) && ph_tcp_size(c->t, c->f, r) > PH_TCP_MAX_INITIAL_WINDOW && x->r_last > x->r_trim)
         x->r_trim = x->r_last;
 }
 
@@ -726,18 +729,19 @@ static void connection_closed(tcp_pkt *c, int r, int gen_event)
                 f->cf &= (uint16_t)~PH_CF_ACTIVE;   /* ConnectionFinished */
         }
         /* CancelTimers, then remove after the close delay */
-        f->tm[PH_TM_EXPIRE1] = f->tm[PH_TM_EXPIRE2] = f->tm[PH_TM_ATTEMPT] = PH_NO_TIME;
-        f->tm[PH_TM_DELETE] = f->last_time + cfg->tcp_close_delay_ns;
+        c->st->tm[PH_TM_EXPIRE1] = c->st->tm[PH_TM_EXPIRE2] = c->st->tm[PH_TM_ATTEMPT] = PH_NO_TIME;
+        c->st->tm[PH_TM_DELETE] = f->last_time + cfg->tcp_close_delay_ns;
         c->tdirty = 1;
     } else if (x->prev_state != PH_TCPS_INACTIVE) {
         /* half close: look for the other side closing too */
         int64_t when = f->last_time + cfg->tcp_session_timer_ns;
-        if (f->tm[PH_TM_EXPIRE2] == PH_NO_TIME)
-            f->tm[PH_TM_EXPIRE2] = when;
-        else if (f->tm[PH_TM_EXPIRE1] == PH_NO_TIME)
-            f->tm[PH_TM_EXPIRE1] = when;
-        else if (when < f->tm[PH_TM_EXPIRE2])
-            f->tm[PH_TM_EXPIRE2] = when;
+        int64_t *tm = c->st->tm;
+        if (tm[PH_TM_EXPIRE2] == PH_NO_TIME)
+            tm[PH_TM_EXPIRE2] = when;
+        else if (tm[PH_TM_EXPIRE1] == PH_NO_TIME)
+            tm[PH_TM_EXPIRE1] = when;
+        else if (when < tm[PH_TM_EXPIRE2])
+            tm[PH_TM_EXPIRE2] = when;
         c->tdirty = 1;
     }
 }
@@ -752,7 +756,7 @@ static void established_hook(tcp_pkt *c)
     uint16_t pa = ph_key_pa(&f->k), pb = ph_key_pb(&f->k);
     uint16_t op = f->orig_is_a ? pa : pb, rp = f->orig_is_a ? pb : pa;
     uint16_t sp = rp;
-    if (f->p.ep[0].state == PH_TCPS_INACTIVE) {
+    if (c->st->ep[0].state == PH_TCPS_INACTIVE) {
         int rl = (cfg->tcp_server_ports[rp >> 3] >> (rp & 7)) & 1;
         int ol = (cfg->tcp_server_ports[op >> 3] >> (op & 7)) & 1;
         if (!rl && ol)
@@ -776,7 +780,8 @@ static void established_hook(tcp_pkt *c)
  * traffic was sparse). */
 void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f)
 {
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1];
+    ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1];
     int rel = (f->cf & PH_CF_ACTIVE) &&
               (((o->epf | r->epf) & PH_EP_DID_CLOSE) ||
                (o->state == PH_TCPS_INACTIVE && r->state == PH_TCPS_INACTIVE));
@@ -789,11 +794,11 @@ void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f)
     f->cf |= PH_CF_EXPREL;
     int64_t now = t->now, period = t->cfg.tcp_session_timer_ns;
     for (int j = PH_TM_EXPIRE1; j <= PH_TM_EXPIRE2; j++) {
-        int64_t d = f->tm[j];
+        int64_t d = st->tm[j];
         if (d == PH_NO_TIME || d > now || period <= 0)
             continue;
         int64_t last = d + (now - d) / period * period;   /* last tick <= now */
-        f->tm[j] = last > t->prev_now ? now + period : last + period;
+        st->tm[j] = last > t->prev_now ? now + period : last + period;
     }
 }
 
@@ -802,20 +807,23 @@ void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f)
 /* ------------------------------------------------------------------ */
 void ph_tcp_init(ph_flowtab *t, ph_flow *f)
 {
-    for (int i = 0; i < 2; i++) {
-        memset(&f->p.ep[i], 0, sizeof f->p.ep[i]);
-        f->p.ep[i].r_last = f->p.ep[i].r_trim = 1;
-    }
+    ph_tcp_st *st = ph_tcp(t, f);
+    memset(st, 0, sizeof *st);
+    for (int i = 0; i < 2; i++)
+        st->ep[i].r_last = st->ep[i].r_trim = 1;
+    for (int i = 0; i < PH_TM_UPDATE; i++)
+        st->tm[i] = PH_NO_TIME;
     f->cf |= PH_CF_ACTIVE | PH_CF_EXPREL;   /* both endpoints inactive: checks can act */
     /* the session expire check starts at tcp_SYN_timeout */
-    f->tm[PH_TM_EXPIRE1] = f->ts_start + t->cfg.tcp_attempt_ns;
+    st->tm[PH_TM_EXPIRE1] = f->ts_start + t->cfg.tcp_attempt_ns;
 }
 
 /* TCPSessionAdapter::IsReuse: only a SYN can start a new connection. */
-int ph_tcp_is_reuse(const ph_flow *f, const ph_parsed *p)
+int ph_tcp_is_reuse(const ph_flowtab *t, const ph_flow *f, const ph_parsed *p)
 {
     uint8_t fl = p->tcp_flags;
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1], *co = o;
+    const ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1], *co = o;
     if (!(fl & PH_TCP_SYN))
         return 0;
     if (fl & PH_TCP_ACK) {
@@ -837,7 +845,8 @@ int ph_tcp_expire_timer(ph_flowtab *t, ph_flow *f, int slot, int *reason)
 {
     if (!(f->cf & PH_CF_ACTIVE))
         return 0;
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1];
+    ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1];
     int64_t now = t->now;
     if (f->last_time + t->cfg.tcp_linger_ns < now) {
         int oc = o->epf & PH_EP_DID_CLOSE, rc = r->epf & PH_EP_DID_CLOSE;
@@ -853,14 +862,14 @@ int ph_tcp_expire_timer(ph_flowtab *t, ph_flow *f, int slot, int *reason)
             return 1;
         }
     }
-    f->tm[slot] = now + t->cfg.tcp_session_timer_ns;
+    st->tm[slot] = now + t->cfg.tcp_session_timer_ns;
     return 0;
 }
 
 int ph_tcp_attempt_timer(ph_flowtab *t, ph_flow *f)
 {
-    (void)t;
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1];
+    const ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1];
     if (!(f->cf & PH_CF_ACTIVE))
         return 0;
     return (o->state == PH_TCPS_SYN_SENT || o->state == PH_TCPS_SYN_ACK_SENT) && r->state == PH_TCPS_INACTIVE;
@@ -868,10 +877,10 @@ int ph_tcp_attempt_timer(ph_flowtab *t, ph_flow *f)
 
 int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig)
 {
-    tcp_pkt c = { t, f, p, is_orig ? 0 : 1, is_orig, (int)p->payload_len, p->tcp_flags, 0, 0 };
+    tcp_pkt c = { t, f, p, ph_tcp(t, f), is_orig ? 0 : 1, is_orig, (int)p->payload_len, p->tcp_flags, 0, 0 };
 
     if (p->flags & PH_PF_L4_CSUM_BAD) {
-        ep_scaled(f, c.e, PH_SH_C, 'C');
+        ep_scaled(f, c.st, c.e, PH_SH_C, 'C');
         return PH_C_BAD_CHECKSUM;
     }
 
@@ -904,9 +913,9 @@ int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig)
     /* update_window: only the zero-window letter matters here */
     if ((((uint32_t)p->tcp_win) << x->wscale) == 0 && !RST(&c) && y->state != PH_TCPS_CLOSED &&
         x->state != PH_TCPS_RESET)
-        ep_scaled(f, c.e, PH_SH_W, 'W');
+        ep_scaled(f, c.st, c.e, PH_SH_W, 'W');
 
-    if (!((f->p.ep[0].epf & f->p.ep[1].epf) & PH_EP_DID_CLOSE))
+    if (!((c.st->ep[0].epf & c.st->ep[1].epf) & PH_EP_DID_CLOSE))
         ph_flow_touch(f, p->ts_ns);
 
     if (SYN(&c)) {
