@@ -1008,7 +1008,8 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
     if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wtail || !t->wbits || !t->tchunks)
         goto error;
     if (ph_pool_init(&t->tcp, t->capacity, sizeof(ph_tcp_st)) < 0 ||
-        ph_pool_init(&t->udp, t->capacity, sizeof(ph_udp_st)) < 0)
+        ph_pool_init(&t->udp, t->capacity, sizeof(ph_udp_st)) < 0 ||
+        ph_pool_init(&t->cold, t->capacity > UINT32_MAX / 2 ? UINT32_MAX : t->capacity * 2u, sizeof(ph_tcp_cold)) < 0)
         goto error;
     t->now = t->prev_now = INT64_MIN;
     t->tmo_ns[PH_TMO_UDP] = cfg->udp_inactivity_ns;
@@ -1046,6 +1047,7 @@ void ph_flowtab_free(ph_flowtab *t)
     free(t->tchunks);
     ph_pool_free(&t->tcp);
     ph_pool_free(&t->udp);
+    ph_pool_free(&t->cold);
     free(t);
 }
 
@@ -1111,5 +1113,5 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
            (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +
            ((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK) * sizeof *t->tchunks +
            (size_t)t->tnchunks * PH_TUN_CHUNK * sizeof(ph_tun_info) +
-           ph_pool_bytes(&t->tcp) + ph_pool_bytes(&t->udp);
+           ph_pool_bytes(&t->tcp) + ph_pool_bytes(&t->udp) + ph_pool_bytes(&t->cold);
 }

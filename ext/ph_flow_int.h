@@ -114,25 +114,35 @@ static inline uint8_t ph_key_ipver(const ph_fkey *k) { return (uint8_t)(k->w[5] 
 static inline uint32_t ph_key_hash(const ph_fkey *k) { return (uint32_t)(k->w[5] >> 32); }
 
 /* One TCP endpoint: TCP_Endpoint's sequence state plus its reassembler's
- * bookkeeping (which ranges of its data were seen; no payload is kept). */
+ * bookkeeping (which ranges of its data were seen; no payload is kept).
+ * What most endpoints never need (scaled history counters, out-of-order
+ * ranges) is in a ph_tcp_cold record, made on first use. */
 typedef struct ph_tcp_ep {
-    uint32_t start;          /* start_seq (int64 in Zeek, but always a 32-bit value) */
-    uint32_t last_seq, ack_seq;
-    uint16_t seq_wraps, ack_wraps;  /* 2^48 bytes per direction before these wrap */
-    uint32_t hist_last[3];   /* low 32 bits of the relative seq of the last SYN, FIN, RST */
-    uint32_t shc[4];         /* scaled history counters C G T W */
-    uint16_t shx;            /* their thresholds: 4-bit powers of ten */
-    uint16_t xooo;           /* extension block of out-of-order ranges (index + 1, 0 = ooo[] below) */
-    uint8_t state, prev_state;
-    uint8_t epf;             /* PH_EP_* */
-    uint8_t wscale;
-    uint8_t n_ooo;
     uint64_t fin_seq;        /* relative seq just past the FIN (FIN_seq) */
     uint64_t r_last;         /* last_reassem_seq: delivered (contiguous) up to */
     uint64_t r_trim;         /* trim_seq: acked/trimmed up to */
     uint64_t r_top;          /* highest block end inserted since the last clear */
-    uint32_t ooo[PH_OOO_MAX][2];  /* received ranges above r_last, as offsets from r_last */
+    uint32_t start;          /* start_seq (int64 in Zeek, but always a 32-bit value) */
+    uint32_t last_seq, ack_seq;
+    uint32_t hist_last[3];   /* low 32 bits of the relative seq of the last SYN, FIN, RST */
+    uint16_t seq_wraps, ack_wraps;  /* 2^48 bytes per direction before these wrap */
+    uint8_t state, prev_state;
+    uint8_t epf;             /* PH_EP_* */
+    uint8_t wscale;
+    uint8_t n_ooo;           /* out-of-order ranges (in the cold record or its extension block) */
+    uint32_t cx;             /* cold record (ph_tcp_cold index + 1), 0 = none yet */
 } ph_tcp_ep;
+
+/* The rarely needed part of a TCP endpoint, from the table's cold pool: made
+ * at the endpoint's first scaled history event (bad checksum, content gap,
+ * retransmission, zero window) or first out-of-order range, kept until the
+ * flow ends. */
+typedef struct ph_tcp_cold {
+    uint32_t ooo[PH_OOO_MAX][2];  /* received ranges above r_last, as offsets from r_last */
+    uint32_t shc[4];         /* scaled history counters C G T W */
+    uint16_t shx;            /* their thresholds: 4-bit powers of ten */
+    uint16_t xooo;           /* extension block of out-of-order ranges (index + 1, 0 = ooo[] above) */
+} ph_tcp_cold;
 
 /* Out-of-order ranges of an endpoint with more than PH_OOO_MAX holes open. */
 typedef struct ph_ooo_blk {
@@ -204,7 +214,8 @@ typedef struct ph_flow {
 } ph_flow;
 
 _Static_assert(sizeof(ph_flow) <= 432, "ph_flow grew past 432 bytes (see the layout comment)");
-_Static_assert(sizeof(ph_tcp_st) <= 328, "ph_tcp_st grew");
+_Static_assert(sizeof(ph_tcp_ep) <= 72, "ph_tcp_ep grew");
+_Static_assert(sizeof(ph_tcp_st) <= 248, "ph_tcp_st grew");
 _Static_assert(sizeof(ph_udp_st) <= 40, "ph_udp_st grew");
 
 /* What a flow knows about tunnels, kept out of line (only tunnelled flows and
@@ -285,6 +296,7 @@ struct ph_flowtab {
     uint32_t xnchunks, xn_used, xfree;   /* xfree: free list (index + 1), linked through r[0][0] */
     /* per-protocol flow state (ph_flow.kx): TCP and UDP/ICMP, up to the capacity each */
     ph_pool tcp, udp;
+    ph_pool cold;            /* ph_tcp_cold records (ph_tcp_ep.cx), up to two per flow */
     /* tunnel records (ph_flow.c): chunks allocated on demand, up to the capacity */
     ph_tun_info **tchunks;
     uint32_t tnchunks, tn_used, tfree;

@@ -12,7 +12,8 @@
  * The reassembler keeps no payload: per direction, the contiguously
  * delivered point (r_last), the trim point (r_trim), the highest block end
  * (r_top, so "has blocks" is r_top > r_trim) and the ranges received above
- * a hole: up to PH_OOO_MAX in the endpoint, up to PH_OOO_BIG in an extension
+ * a hole: up to PH_OOO_MAX in the endpoint's cold record (ph_tcp_cold, made on
+ * first use), up to PH_OOO_BIG in an extension
  * block from the table's pool (PH_OOO_POOL_MAX blocks, allocated on demand,
  * returned when the holes close or the flow ends). Only beyond that (or with
  * the pool used up) are the two ranges with the smallest hole between them
@@ -55,11 +56,31 @@ static inline int is_clean(const ph_tcp_ep *x)
 
 static inline char role_case(int i, char up) { return i ? (char)(up + ('a' - 'A')) : up; }
 
-/* TCP_Endpoint::{ChecksumError,DidRxmit,ZeroWindow,Gap}: scaled letters */
-static inline void ep_scaled(ph_flow *f, ph_tcp_st *st, int i, int which, char up)
+/* The endpoint's cold record, made on first use (NULL only without memory). */
+static inline ph_tcp_cold *cold_of(const ph_flowtab *t, const ph_tcp_ep *x)
 {
-    ph_tcp_ep *x = &st->ep[i];
-    ph_hist_scaled(f, &x->shc[which], &x->shx, which * 4, role_case(i, up));
+    return PH_POOL_AT(&t->cold, ph_tcp_cold, x->cx - 1u);
+}
+
+static ph_tcp_cold *cold_make(ph_flowtab *t, ph_tcp_ep *x)
+{
+    if (x->cx)
+        return cold_of(t, x);
+    uint32_t cx = ph_pool_alloc(&t->cold);
+    if (!cx)
+        return NULL;
+    x->cx = cx;
+    ph_tcp_cold *k = cold_of(t, x);
+    memset(k, 0, sizeof *k);
+    return k;
+}
+
+/* TCP_Endpoint::{ChecksumError,DidRxmit,ZeroWindow,Gap}: scaled letters */
+static inline void ep_scaled(ph_flowtab *t, ph_flow *f, ph_tcp_st *st, int i, int which, char up)
+{
+    ph_tcp_cold *k = cold_make(t, &st->ep[i]);
+    if (k)
+        ph_hist_scaled(f, &k->shc[which], &k->shx, which * 4, role_case(i, up));
 }
 
 /* ------------------------------------------------------------------ */
@@ -182,7 +203,7 @@ static int32_t update_last_seq(tcp_pkt *c, uint32_t last)
     else if (delta > 0)
         set_last_seq(x, last);
     else if (c->len > 0)
-        ep_scaled(c->f, c->st, c->e, PH_SH_T, 'T');
+        ep_scaled(c->t, c->f, c->st, c->e, PH_SH_T, 'T');
     return delta;
 }
 
@@ -380,17 +401,21 @@ static void update_state_machine(tcp_pkt *c, uint32_t base_seq, int *do_close, i
 /* ------------------------------------------------------------------ */
 static inline int has_blocks(const ph_tcp_ep *x) { return x->r_top > x->r_trim; }
 
-/* Out-of-order ranges live in the endpoint (up to PH_OOO_MAX) or, while more
- * holes are open, in an extension block of PH_OOO_BIG ranges from the
- * table's bounded pool. */
+/* Out-of-order ranges live in the endpoint's cold record (up to PH_OOO_MAX)
+ * or, while more holes are open, in an extension block of PH_OOO_BIG ranges
+ * from the table's bounded pool. */
 static inline ph_ooo_blk *xblk(const ph_flowtab *t, uint32_t i)
 {
     return &t->xchunks[i / PH_OOO_POOL_CHUNK][i % PH_OOO_POOL_CHUNK];
 }
 
+/* NULL only for an endpoint without a cold record (then n_ooo is 0). */
 static inline uint32_t (*ranges(const ph_flowtab *t, ph_tcp_ep *x))[2]
 {
-    return x->xooo ? xblk(t, x->xooo - 1u)->r : x->ooo;
+    if (!x->cx)
+        return NULL;
+    ph_tcp_cold *k = cold_of(t, x);
+    return k->xooo ? xblk(t, k->xooo - 1u)->r : k->ooo;
 }
 
 static int xblk_alloc(ph_flowtab *t, uint32_t *i)
@@ -416,20 +441,28 @@ static int xblk_alloc(ph_flowtab *t, uint32_t *i)
 /* Give the endpoint's block back, keeping its first n ranges in the endpoint. */
 static void xblk_release(ph_flowtab *t, ph_tcp_ep *x, int n)
 {
-    if (!x->xooo)
+    if (!x->cx)
         return;
-    ph_ooo_blk *b = xblk(t, x->xooo - 1u);
-    memcpy(x->ooo, b->r, (size_t)n * sizeof x->ooo[0]);
+    ph_tcp_cold *k = cold_of(t, x);
+    if (!k->xooo)
+        return;
+    ph_ooo_blk *b = xblk(t, k->xooo - 1u);
+    memcpy(k->ooo, b->r, (size_t)n * sizeof k->ooo[0]);
     b->r[0][0] = t->xfree;
-    t->xfree = x->xooo;
-    x->xooo = 0;
+    t->xfree = k->xooo;
+    k->xooo = 0;
 }
 
 void ph_tcp_release(ph_flowtab *t, ph_flow *f)
 {
     ph_tcp_st *st = ph_tcp(t, f);
-    xblk_release(t, &st->ep[0], 0);
-    xblk_release(t, &st->ep[1], 0);
+    for (int i = 0; i < 2; i++) {
+        ph_tcp_ep *x = &st->ep[i];
+        xblk_release(t, x, 0);
+        if (x->cx)
+            ph_pool_release(&t->cold, x->cx);
+        x->cx = 0;
+    }
 }
 
 static inline void clear_blocks(ph_flowtab *t, ph_tcp_ep *x)
@@ -477,6 +510,9 @@ static void ooo_add(ph_flowtab *t, ph_tcp_ep *x, uint64_t s, uint64_t u)
     if (uo > UINT32_MAX)
         uo = UINT32_MAX;
     uint32_t ns = (uint32_t)so, nu = (uint32_t)uo;
+    ph_tcp_cold *k = cold_make(t, x);
+    if (!k)
+        return;   /* out of memory: the range is not remembered */
     uint32_t (*r)[2] = ranges(t, x);
     /* merge with every overlapping or touching range */
     int n = 0;
@@ -510,10 +546,10 @@ static void ooo_add(ph_flowtab *t, ph_tcp_ep *x, uint64_t s, uint64_t u)
         tmp[n][1] = nu;
         n++;
     }
-    int cap = x->xooo ? PH_OOO_BIG : PH_OOO_MAX;
+    int cap = k->xooo ? PH_OOO_BIG : PH_OOO_MAX;
     uint32_t bi;
-    if (n > cap && !x->xooo && xblk_alloc(t, &bi) == 0) {
-        x->xooo = (uint16_t)(bi + 1);
+    if (n > cap && !k->xooo && xblk_alloc(t, &bi) == 0) {
+        k->xooo = (uint16_t)(bi + 1);
         cap = PH_OOO_BIG;
     }
     if (n > cap) {
@@ -558,7 +594,7 @@ static uint64_t data_size(const ph_flowtab *t, ph_tcp_ep *x)
 static void gap(tcp_pkt *c, int r, uint64_t len)
 {
     if (is_clean(EP(c, r)) && is_clean(EP(c, r ^ 1))) {
-        ep_scaled(c->f, c->st, r, PH_SH_G, 'G');
+        ep_scaled(c->t, c->f, c->st, r, PH_SH_G, 'G');
         c->st->missed += len;
     }
 }
@@ -880,7 +916,7 @@ int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig)
     tcp_pkt c = { t, f, p, ph_tcp(t, f), is_orig ? 0 : 1, is_orig, (int)p->payload_len, p->tcp_flags, 0, 0 };
 
     if (p->flags & PH_PF_L4_CSUM_BAD) {
-        ep_scaled(f, c.st, c.e, PH_SH_C, 'C');
+        ep_scaled(t, f, c.st, c.e, PH_SH_C, 'C');
         return PH_C_BAD_CHECKSUM;
     }
 
@@ -913,7 +949,7 @@ int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig)
     /* update_window: only the zero-window letter matters here */
     if ((((uint32_t)p->tcp_win) << x->wscale) == 0 && !RST(&c) && y->state != PH_TCPS_CLOSED &&
         x->state != PH_TCPS_RESET)
-        ep_scaled(f, c.st, c.e, PH_SH_W, 'W');
+        ep_scaled(t, f, c.st, c.e, PH_SH_W, 'W');
 
     if (!((c.st->ep[0].epf & c.st->ep[1].epf) & PH_EP_DID_CLOSE))
         ph_flow_touch(f, p->ts_ns);
