@@ -46,6 +46,15 @@
 
 #include <stdlib.h>
 
+/* history letters and their 5-bit codes (ph_flow_int.h ph_hist_at) */
+const char ph_hist_sym[32] = "\0SHADFRCGTWIQshadfrcgtwiq^Xx";
+const uint8_t ph_hist_code[128] = {
+    ['S'] = 1, ['H'] = 2, ['A'] = 3, ['D'] = 4, ['F'] = 5, ['R'] = 6, ['C'] = 7, ['G'] = 8,
+    ['T'] = 9, ['W'] = 10, ['I'] = 11, ['Q'] = 12,
+    ['s'] = 13, ['h'] = 14, ['a'] = 15, ['d'] = 16, ['f'] = 17, ['r'] = 18, ['c'] = 19, ['g'] = 20,
+    ['t'] = 21, ['w'] = 22, ['i'] = 23, ['q'] = 24, ['^'] = 25, ['X'] = 26, ['x'] = 27,
+};
+
 const uint32_t ph_pow10_u32[11] = {
     1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
     1410065408u /* 10^10 mod 2^32, as Zeek's threshold overflows */

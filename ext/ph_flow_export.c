@@ -134,12 +134,12 @@ uint32_t ph_flow_gen_new(ph_flowtab *t, uint32_t hash, int64_t ts_start)
 static int rstos0_history(const ph_flow *f)
 {
     int i = 0;
-    if (i < f->hlen && f->hist[i] == '^')
+    if (i < f->hlen && ph_hist_at(f, i) == '^')
         i++;
-    if (i >= f->hlen || f->hist[i] != 'S')
+    if (i >= f->hlen || ph_hist_at(f, i) != 'S')
         return 0;
     for (i++; i < f->hlen; i++) {
-        char c = f->hist[i];
+        char c = ph_hist_at(f, i);
         if (c == 'R')
             return 1;
         if (c == 'H' || c == 'A' || c == 'F' || c == 'G' || c == 'I' || c == 'Q')
@@ -360,7 +360,8 @@ void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const
     r->proto = ph_key_proto(&f->k);
     r->conn_state = (uint8_t)conn_state(t, f, r->orig_bytes, r->resp_bytes);
     r->end_reason = (uint8_t)reason;
-    memcpy(r->history, f->hist, f->hlen);
+    for (int i = 0; i < f->hlen; i++)
+        r->history[i] = ph_hist_at(f, i);
     r->history[f->hlen] = 0;
 
     if (update)

@@ -22,6 +22,7 @@
 /* ------------------------------------------------------------------ */
 #define PH_NO_TIME INT64_MAX          /* unset timer */
 #define PH_HIST_MAX 39                /* history letters kept (ph_flow_rec.history is 40 incl. NUL) */
+#define PH_HIST_BYTES 25              /* ... as 5-bit codes (ph_hist_code) */
 #define PH_OOO_MAX 3                  /* out-of-order ranges kept in the flow per TCP direction */
 #define PH_OOO_BIG 16                 /* ranges of an extension block (more holes open at once) */
 #ifndef PH_OOO_POOL_MAX
@@ -165,7 +166,7 @@ typedef struct ph_udp_st {
     uint16_t chkx[2];
 } ph_udp_st;
 
-/* One flow: what every flow needs, whatever its protocol (432 bytes, seven
+/* One flow: what every flow needs, whatever its protocol (416 bytes, 6.5
  * cache lines). State only some flows need lives out of line, found by index:
  * TCP endpoints, TCP timers and flag counters (ph_tcp_st, kx), UDP/ICMP sizes
  * (ph_udp_st, kx), tunnel records (ph_tun_info, tunx), TCP out-of-order
@@ -208,12 +209,13 @@ typedef struct ph_flow {
     uint16_t vl[2];          /* VLAN ids of the first packet (0 = none) */
     uint32_t fiat[PH_FIRST_N - 1];  /* gaps of packets 1.. of the first N, encoded: < 2^31 = ns, else 2^31 | microseconds */
     uint16_t fsz[PH_FIRST_N];
-    char hist[PH_HIST_MAX];
+    uint8_t hist[PH_HIST_BYTES];  /* history letters, 5 bits each (ph_hist_at / ph_hist_add) */
     uint8_t fn;              /* first_n packets recorded */
     uint8_t fdir;            /* bit i: packet i came from the responder */
 } ph_flow;
 
-_Static_assert(sizeof(ph_flow) <= 432, "ph_flow grew past 432 bytes (see the layout comment)");
+_Static_assert(sizeof(ph_flow) <= 416, "ph_flow grew past 416 bytes (see the layout comment)");
+_Static_assert(PH_HIST_BYTES * 8 >= PH_HIST_MAX * 5 + 3, "two-byte access to the last history letter stays inside");
 _Static_assert(sizeof(ph_tcp_ep) <= 72, "ph_tcp_ep grew");
 _Static_assert(sizeof(ph_tcp_st) <= 248, "ph_tcp_st grew");
 _Static_assert(sizeof(ph_udp_st) <= 40, "ph_udp_st grew");
@@ -346,10 +348,33 @@ static inline ph_tun_info *ph_tun_get(const ph_flowtab *t, const ph_flow *f)
     return f->tunx ? &t->tchunks[i / PH_TUN_CHUNK][i % PH_TUN_CHUNK] : NULL;
 }
 
+/* History letters are kept as 5-bit codes: index into ph_hist_sym, from
+ * ph_hist_code (0 = not a history letter; none is ever added). */
+extern const char ph_hist_sym[32];
+extern const uint8_t ph_hist_code[128];
+
+static inline char ph_hist_at(const ph_flow *f, int i)
+{
+    unsigned pos = (unsigned)i * 5u;
+    uint16_t w;
+    memcpy(&w, f->hist + (pos >> 3), 2);
+    return ph_hist_sym[(w >> (pos & 7u)) & 0x1fu];
+}
+
+/* Letter i becomes c (i < PH_HIST_MAX). */
+static inline void ph_hist_set(ph_flow *f, int i, char c)
+{
+    unsigned pos = (unsigned)i * 5u, sh = pos & 7u;
+    uint16_t w;
+    memcpy(&w, f->hist + (pos >> 3), 2);
+    w = (uint16_t)((w & ~(0x1fu << sh)) | ((unsigned)ph_hist_code[(uint8_t)c & 0x7fu] << sh));
+    memcpy(f->hist + (pos >> 3), &w, 2);
+}
+
 static inline void ph_hist_add(ph_flow *f, char c)
 {
     if (f->hlen < PH_HIST_MAX)
-        f->hist[f->hlen++] = c;
+        ph_hist_set(f, f->hlen++, c);
 }
 
 /* Connection::CheckHistory: add the letter the first time mask is seen.

@@ -222,10 +222,10 @@ static void flip_in_packet(tcp_pkt *c)
 static int ep_check(tcp_pkt *c, uint32_t mask, char code)
 {
     ph_flow *f = c->f;
-    if ((mask == PH_HIST_ACK || mask == PH_HIST_DATA) && f->hlen == 1 && f->hist[0] == 'H') {
+    if ((mask == PH_HIST_ACK || mask == PH_HIST_DATA) && f->hlen == 1 && ph_hist_at(f, 0) == 'H') {
         flip_in_packet(c);
-        f->hist[0] = '^';
-        f->hist[1] = 'h';
+        ph_hist_set(f, 0, '^');
+        ph_hist_set(f, 1, 'h');
         f->hlen = 2;
         f->cf |= PH_CF_FPS_ORIG;   /* the missing SYN no longer makes it partial (zeek/zeek#2552) */
     }
