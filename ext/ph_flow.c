@@ -438,7 +438,12 @@ void ph_flow_flip(ph_flowtab *t, ph_flow *f)
         ph_tcp_st *st = ph_tcp(t, f);
         SWAP(ph_tcp_ep, st->ep[0], st->ep[1]);
         for (int i = 0; i < 8; i++)
-            SWAP(uint32_t, st->tcpf[0][i], st->tcpf[1][i]);
+            SWAP(uint16_t, st->tcpf[0][i], st->tcpf[1][i]);
+        if (st->wx) {
+            ph_tcp_wide *w = ph_tcp_wide_of(t, st);
+            for (int i = 0; i < 8; i++)
+                SWAP(uint32_t, w->tcpf[0][i], w->tcpf[1][i]);
+        }
         uint16_t fps = f->cf & (PH_CF_FPS_ORIG | PH_CF_FPS_RESP);
         f->cf &= (uint16_t)~(PH_CF_FPS_ORIG | PH_CF_FPS_RESP | PH_CF_PARTIAL);
         if (fps & PH_CF_FPS_ORIG)
@@ -488,6 +493,36 @@ static inline uint32_t encode_gap(uint64_t x)
     return (uint32_t)(0xe0000000u | (s < (1ull << 29) ? s : (1ull << 29) - 1));
 }
 
+/* Count the TCP flags of a packet in direction d: in 16 bits while they fit,
+ * then (all of them) in a wide record. */
+static void tcp_flags_count(ph_flowtab *t, ph_tcp_st *st, int d, uint8_t flags)
+{
+    if (!st->wx) {
+        int full = 0;
+        for (uint8_t fl = flags; fl; fl &= (uint8_t)(fl - 1))
+            full |= st->tcpf[d][__builtin_ctz(fl)] == UINT16_MAX;
+        if (!full) {
+            for (uint8_t fl = flags; fl; fl &= (uint8_t)(fl - 1))
+                st->tcpf[d][__builtin_ctz(fl)]++;
+            return;
+        }
+        uint32_t wx = ph_pool_alloc(&t->wide);
+        if (!wx) {
+            /* out of memory: the counters that can still count do */
+            for (uint8_t fl = flags; fl; fl &= (uint8_t)(fl - 1))
+                if (st->tcpf[d][__builtin_ctz(fl)] < UINT16_MAX)
+                    st->tcpf[d][__builtin_ctz(fl)]++;
+            return;
+        }
+        st->wx = wx;
+        ph_tcp_wide *w = ph_tcp_wide_of(t, st);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 8; j++)
+                w->tcpf[i][j] = st->tcpf[i][j];
+    }
+    ph_tcpflags_count(ph_tcp_wide_of(t, st)->tcpf[d], flags);
+}
+
 /* ConnSize: count one packet in direction d, and its features. */
 void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p)
 {
@@ -507,7 +542,7 @@ void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p)
     }
     f->last_pkt[d] = ts;
     if (f->kind == PH_K_TCP)
-        ph_tcpflags_count(ph_tcp(t, f)->tcpf[d], p->tcp_flags);
+        tcp_flags_count(t, ph_tcp(t, f), d, p->tcp_flags);
     if (p->payload_len == 0)
         f->empty[d]++;
     if (f->fn < t->cfg.first_n) {
@@ -1018,7 +1053,8 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
         goto error;
     if (ph_pool_init(&t->tcp, t->capacity, sizeof(ph_tcp_st)) < 0 ||
         ph_pool_init(&t->udp, t->capacity, sizeof(ph_udp_st)) < 0 ||
-        ph_pool_init(&t->cold, t->capacity > UINT32_MAX / 2 ? UINT32_MAX : t->capacity * 2u, sizeof(ph_tcp_cold)) < 0)
+        ph_pool_init(&t->cold, t->capacity > UINT32_MAX / 2 ? UINT32_MAX : t->capacity * 2u, sizeof(ph_tcp_cold)) < 0 ||
+        ph_pool_init(&t->wide, t->capacity, sizeof(ph_tcp_wide)) < 0)
         goto error;
     t->now = t->prev_now = INT64_MIN;
     t->tmo_ns[PH_TMO_UDP] = cfg->udp_inactivity_ns;
@@ -1057,6 +1093,7 @@ void ph_flowtab_free(ph_flowtab *t)
     ph_pool_free(&t->tcp);
     ph_pool_free(&t->udp);
     ph_pool_free(&t->cold);
+    ph_pool_free(&t->wide);
     free(t);
 }
 
@@ -1122,5 +1159,6 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
            (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +
            ((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK) * sizeof *t->tchunks +
            (size_t)t->tnchunks * PH_TUN_CHUNK * sizeof(ph_tun_info) +
-           ph_pool_bytes(&t->tcp) + ph_pool_bytes(&t->udp) + ph_pool_bytes(&t->cold);
+           ph_pool_bytes(&t->tcp) + ph_pool_bytes(&t->udp) + ph_pool_bytes(&t->cold) +
+           ph_pool_bytes(&t->wide);
 }

@@ -261,7 +261,12 @@ static void export_features(const ph_flowtab *t, const ph_flow *f, ph_flow_rec *
 
     if (f->kind == PH_K_TCP) {
         /* tcpf[] is in flag bit order: FIN SYN RST PSH ACK URG ECE CWR */
-        const uint32_t *of = ph_tcp(t, f)->tcpf[0], *sf = ph_tcp(t, f)->tcpf[1];
+        const ph_tcp_st *st = ph_tcp(t, f);
+        uint32_t of[8], sf[8];
+        for (int i = 0; i < 8; i++) {
+            of[i] = st->wx ? ph_tcp_wide_of(t, st)->tcpf[0][i] : st->tcpf[0][i];
+            sf[i] = st->wx ? ph_tcp_wide_of(t, st)->tcpf[1][i] : st->tcpf[1][i];
+        }
         r->orig_fin = of[0]; r->orig_syn = of[1]; r->orig_rst = of[2]; r->orig_psh = of[3];
         r->orig_ack = of[4]; r->orig_urg = of[5]; r->orig_ece = of[6]; r->orig_cwr = of[7];
         r->resp_fin = sf[0]; r->resp_syn = sf[1]; r->resp_rst = sf[2]; r->resp_psh = sf[3];

@@ -155,8 +155,15 @@ typedef struct ph_tcp_st {
     ph_tcp_ep ep[2];
     int64_t tm[PH_TM_UPDATE];  /* PH_TM_EXPIRE1 .. PH_TM_DELETE; PH_NO_TIME = unset */
     uint64_t missed;           /* missed_bytes (content gaps) */
-    uint32_t tcpf[2][8];       /* per direction: packets with FIN SYN RST PSH ACK URG ECE CWR (bit order) */
+    uint16_t tcpf[2][8];       /* per direction: packets with FIN SYN RST PSH ACK URG ECE CWR (bit order), */
+    uint32_t wx;               /* ... until one reaches 65,535: then all are in ph_tcp_wide wx - 1 (0 = none) */
 } ph_tcp_st;
+
+/* The flag counters of a TCP flow with 65,535 packets of one flag in a
+ * direction, from the table's wide pool. */
+typedef struct ph_tcp_wide {
+    uint32_t tcpf[2][8];
+} ph_tcp_wide;
 
 /* UDP/ICMP state of a flow, out of line in the table's UDP pool. */
 typedef struct ph_udp_st {
@@ -217,7 +224,7 @@ typedef struct ph_flow {
 _Static_assert(sizeof(ph_flow) <= 416, "ph_flow grew past 416 bytes (see the layout comment)");
 _Static_assert(PH_HIST_BYTES * 8 >= PH_HIST_MAX * 5 + 3, "two-byte access to the last history letter stays inside");
 _Static_assert(sizeof(ph_tcp_ep) <= 72, "ph_tcp_ep grew");
-_Static_assert(sizeof(ph_tcp_st) <= 248, "ph_tcp_st grew");
+_Static_assert(sizeof(ph_tcp_st) <= 224, "ph_tcp_st grew");
 _Static_assert(sizeof(ph_udp_st) <= 40, "ph_udp_st grew");
 
 /* What a flow knows about tunnels, kept out of line (only tunnelled flows and
@@ -299,6 +306,7 @@ struct ph_flowtab {
     /* per-protocol flow state (ph_flow.kx): TCP and UDP/ICMP, up to the capacity each */
     ph_pool tcp, udp;
     ph_pool cold;            /* ph_tcp_cold records (ph_tcp_ep.cx), up to two per flow */
+    ph_pool wide;            /* ph_tcp_wide records (ph_tcp_st.wx), up to one per flow */
     /* tunnel records (ph_flow.c): chunks allocated on demand, up to the capacity */
     ph_tun_info **tchunks;
     uint32_t tnchunks, tn_used, tfree;
@@ -323,6 +331,11 @@ static inline ph_flow *ph_flow_at(const ph_flowtab *t, uint32_t idx)
 static inline ph_tcp_st *ph_tcp(const ph_flowtab *t, const ph_flow *f)
 {
     return PH_POOL_AT(&t->tcp, ph_tcp_st, f->kx - 1u);
+}
+
+static inline ph_tcp_wide *ph_tcp_wide_of(const ph_flowtab *t, const ph_tcp_st *st)
+{
+    return PH_POOL_AT(&t->wide, ph_tcp_wide, st->wx - 1u);
 }
 
 static inline ph_udp_st *ph_udp(const ph_flowtab *t, const ph_flow *f)

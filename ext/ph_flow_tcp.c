@@ -463,6 +463,9 @@ void ph_tcp_release(ph_flowtab *t, ph_flow *f)
             ph_pool_release(&t->cold, x->cx);
         x->cx = 0;
     }
+    if (st->wx)
+        ph_pool_release(&t->wide, st->wx);
+    st->wx = 0;
 }
 
 static inline void clear_blocks(ph_flowtab *t, ph_tcp_ep *x)

@@ -10,7 +10,8 @@
  * sum of squares is 128 bits, kept as two 64-bit halves (ph_u128x: 8-byte
  * alignment, no padding in the flow). The sum of sizes is the flow's IP byte
  * counter (ph_flow.ipb), so it is not kept twice; TCP flag counters live with
- * the TCP state (ph_tcp_st.tcpf) and empty-packet counters in the flow.
+ * the TCP state (ph_tcp_st.tcpf, 16 bits until one would overflow, then 32 in
+ * a ph_tcp_wide record) and empty-packet counters in the flow.
  */
 #ifndef PH_STATS_H
 #define PH_STATS_H
