@@ -323,6 +323,13 @@ static int alloc_index(ph_flowtab *t, uint32_t *idx)
         ph_flow *chunk = calloc(PH_CHUNK, sizeof(ph_flow));
         if (!chunk)
             return -1;
+        if (t->uchunks) {
+            t->uchunks[c] = malloc(PH_CHUNK * sizeof(int64_t));
+            if (!t->uchunks[c]) {
+                free(chunk);
+                return -1;
+            }
+        }
         t->chunks[c] = chunk;
         t->nchunks = c + 1;
     }
@@ -617,7 +624,6 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
     f->ts_start = f->last_time = p->ts_ns;
     f->gen = ph_flow_gen_new(t, ph_key_hash(k), p->ts_ns);
     f->last_pkt[0] = f->last_pkt[1] = INT64_MIN;
-    f->tm_update = PH_NO_TIME;
     ph_dstat_init(&f->fd[0]);
     ph_dstat_init(&f->fd[1]);
     ph_istat_init(&f->fb);
@@ -645,8 +651,8 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
     }
     if (want_flip(t, kind, p))
         ph_flow_flip(t, f);
-    if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0)
-        f->tm_update = p->ts_ns + t->cfg.active_timeout_ns;
+    if (t->uchunks)   /* emit_updates with an active timeout */
+        *ph_flow_upd(t, f) = p->ts_ns + t->cfg.active_timeout_ns;
     if (kind == PH_K_UDP && t->cfg.dns_session_ns > 0) {
         /* Zeek's DNS analyzer (attached by responder port) ends a UDP connection
          * idle for dns_session_timeout - 1 s, checked every dns_session_timeout */
@@ -1051,6 +1057,11 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
     t->tchunks = calloc((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK, sizeof *t->tchunks);
     if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wtail || !t->wbits || !t->tchunks)
         goto error;
+    if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0) {
+        t->uchunks = calloc((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT, sizeof *t->uchunks);
+        if (!t->uchunks)
+            goto error;
+    }
     if (ph_pool_init(&t->tcp, t->capacity, sizeof(ph_tcp_st)) < 0 ||
         ph_pool_init(&t->udp, t->capacity, sizeof(ph_udp_st)) < 0 ||
         ph_pool_init(&t->cold, t->capacity > UINT32_MAX / 2 ? UINT32_MAX : t->capacity * 2u, sizeof(ph_tcp_cold)) < 0 ||
@@ -1079,6 +1090,10 @@ void ph_flowtab_free(ph_flowtab *t)
         for (uint32_t c = 0; c < t->nchunks; c++)
             free(t->chunks[c]);
     free(t->chunks);
+    if (t->uchunks)
+        for (uint32_t c = 0; c < t->nchunks; c++)
+            free(t->uchunks[c]);
+    free(t->uchunks);
     free(t->slots);
     free(t->heap);
     free(t->wheel);
@@ -1154,6 +1169,8 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
     return sizeof *t + ((size_t)t->mask + 1) * sizeof *t->slots +
            (size_t)t->nchunks * PH_CHUNK * sizeof(ph_flow) +
            ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
+           (t->uchunks ? ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->uchunks +
+                         (size_t)t->nchunks * PH_CHUNK * sizeof(int64_t) : 0) +
            (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * (sizeof *t->wheel + sizeof *t->wtail) +
            PH_WHEEL_SIZE / 64 * sizeof *t->wbits +
            (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +

@@ -173,19 +173,24 @@ typedef struct ph_udp_st {
     uint16_t chkx[2];
 } ph_udp_st;
 
-/* One flow: what every flow needs, whatever its protocol (416 bytes, 6.5
- * cache lines). State only some flows need lives out of line, found by index:
- * TCP endpoints, TCP timers and flag counters (ph_tcp_st, kx), UDP/ICMP sizes
- * (ph_udp_st, kx), tunnel records (ph_tun_info, tunx), TCP out-of-order
- * ranges past the inline ones (ph_ooo_blk). Offsets:
- *     0  key (56)                      56  wheel links, heap position, index
- *    72  wheel slot, kind, timeout class, roles, history length, flags
- *    80  history seen-mask, generation, kx, tunx
- *    96  ts_start, last_time, last packet per direction
- *   128  packets and IP bytes per direction, interim-update timer
- *   168  per-direction statistics (2 x 56), both-direction gaps (40)
- *   320  empty-packet counters, MACs, VLANs, first-N gaps, sizes, history
- * (the first gap of the first N is always 0 and is not kept). */
+/* One flow: what every flow needs, whatever its protocol, in 408 bytes
+ * (6.4 cache lines). State only some flows need lives out of line, found by
+ * index: TCP endpoints, TCP timers, missed bytes and flag counters
+ * (ph_tcp_st, kx), UDP/ICMP sizes and the DNS timer (ph_udp_st, kx), the
+ * rarely used parts of TCP endpoints (ph_tcp_cold, ph_tcp_ep.cx; extension
+ * blocks ph_ooo_blk), wide flag counters (ph_tcp_wide), tunnel records
+ * (ph_tun_info, tunx), interim-update timers (ph_flowtab.uchunks, by flow
+ * index, only with interim updates on). Offsets:
+ *     0  key (56)
+ *    56  wheel links, heap position, index; wheel slot, kind, timeout class
+ *    76  roles, history length, flags, history seen-mask, generation
+ *    88  kx, tunx, ts_start, last_time, last packet per direction
+ *   128  packets and IP bytes per direction
+ *   160  per-direction statistics (2 x 56), both-direction gaps (40)
+ *   312  empty-packet counters, MACs, VLANs
+ *   336  first-N gaps (the first packet's gap is always 0 and not kept),
+ *        first-N sizes, history (39 letters of 5 bits), first-N count and
+ *        directions (1 byte of padding) */
 typedef struct ph_flow {
     /* --- lookup and timers (first cache line) --- */
     ph_fkey k;
@@ -207,7 +212,6 @@ typedef struct ph_flow {
     int64_t last_time;       /* Zeek's last_time (duration end) */
     int64_t last_pkt[2];     /* last counted packet per direction (INT64_MIN = none) */
     uint64_t pkts[2], ipb[2];
-    int64_t tm_update;       /* PH_TM_UPDATE (interim records); PH_NO_TIME = unset */
     /* --- features and labels --- */
     ph_dstat fd[2];
     ph_istat fb;             /* inter-arrival, both directions */
@@ -221,7 +225,7 @@ typedef struct ph_flow {
     uint8_t fdir;            /* bit i: packet i came from the responder */
 } ph_flow;
 
-_Static_assert(sizeof(ph_flow) <= 416, "ph_flow grew past 416 bytes (see the layout comment)");
+_Static_assert(sizeof(ph_flow) <= 408, "ph_flow grew past 408 bytes (see the layout comment)");
 _Static_assert(PH_HIST_BYTES * 8 >= PH_HIST_MAX * 5 + 3, "two-byte access to the last history letter stays inside");
 _Static_assert(sizeof(ph_tcp_ep) <= 72, "ph_tcp_ep grew");
 _Static_assert(sizeof(ph_tcp_st) <= 224, "ph_tcp_st grew");
@@ -281,6 +285,7 @@ struct ph_flowtab {
     uint64_t max_slots;      /* slot count needed for the capacity at load 3/4 */
     /* flows */
     ph_flow **chunks;
+    int64_t **uchunks;       /* interim-update timers beside the flows' chunks (only with cfg.emit_updates, else NULL) */
     uint32_t nchunks;        /* allocated chunks */
     uint32_t capacity;
     uint32_t n_used;         /* high-water mark of flow indices */
@@ -333,6 +338,12 @@ static inline ph_tcp_st *ph_tcp(const ph_flowtab *t, const ph_flow *f)
     return PH_POOL_AT(&t->tcp, ph_tcp_st, f->kx - 1u);
 }
 
+/* The flow's interim-update timer (PH_TM_UPDATE), NULL without interim updates. */
+static inline int64_t *ph_flow_upd(const ph_flowtab *t, const ph_flow *f)
+{
+    return t->uchunks ? &t->uchunks[f->self >> PH_CHUNK_SHIFT][f->self & (PH_CHUNK - 1)] : NULL;
+}
+
 static inline ph_tcp_wide *ph_tcp_wide_of(const ph_flowtab *t, const ph_tcp_st *st)
 {
     return PH_POOL_AT(&t->wide, ph_tcp_wide, st->wx - 1u);
@@ -347,7 +358,7 @@ static inline ph_udp_st *ph_udp(const ph_flowtab *t, const ph_flow *f)
 static inline int64_t *ph_flow_tm(const ph_flowtab *t, ph_flow *f, int i)
 {
     if (i == PH_TM_UPDATE)
-        return &f->tm_update;
+        return ph_flow_upd(t, f);
     if (f->kind == PH_K_TCP)
         return i < PH_TM_UPDATE ? &ph_tcp(t, f)->tm[i] : NULL;
     if (i == PH_TM_DNS && f->kind == PH_K_UDP)

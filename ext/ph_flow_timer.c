@@ -65,7 +65,8 @@ void ph_heap_remove(ph_flowtab *t, ph_flow *f)
  * only while they can act (PH_CF_EXPREL; see ph_tcp_expire_relevance). */
 void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
 {
-    int64_t m = f->tm_update;
+    const int64_t *upd = ph_flow_upd(t, f);
+    int64_t m = upd ? *upd : PH_NO_TIME;
     if (f->kind == PH_K_TCP) {
         const int64_t *tm = ph_tcp(t, f)->tm;
         for (int i = (f->cf & PH_CF_EXPREL) ? 0 : PH_TM_ATTEMPT; i < PH_TM_UPDATE; i++)
@@ -236,7 +237,7 @@ static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
                 ph_flow_export(t, f, PH_END_ACTIVE_TIMEOUT, 1);
             if (next <= now)
                 next = tj + ((now - tj) / at + 1) * at;
-            f->tm_update = next;
+            *pj = next;
             break;
         }
         case PH_TM_DNS:
