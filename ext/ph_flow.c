@@ -5,7 +5,10 @@
  * (hash << 32 | flow index + 1), sized to a power of two with load <= 0.75 at
  * full capacity; deletion by backward shift (no tombstones). Flows live in
  * chunks of 1024 allocated on demand up to cfg->capacity, so memory grows
- * with use and is bounded by the capacity. Nothing is allocated per packet.
+ * with use and is bounded by the capacity; what only some flows need (TCP or
+ * UDP state, rarely used TCP endpoint parts, tunnel records) is in pools of
+ * fixed-size records grown the same way (ph_flow_int.h). Nothing is
+ * allocated per packet.
  *
  * Time is packet time. Each packet first advances the clock; timers due at or
  * before it run first, as Zeek runs its timers before the packet. (Timer

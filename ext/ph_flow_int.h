@@ -192,7 +192,7 @@ typedef struct ph_udp_st {
  *        first-N sizes, history (39 letters of 5 bits), first-N count and
  *        directions (1 byte of padding) */
 typedef struct ph_flow {
-    /* --- lookup and timers (first cache line) --- */
+    /* --- lookup, timer links, kind (first cache line) --- */
     ph_fkey k;
     uint32_t wnext, wprev;   /* inactivity wheel list (index + 1, 0 = none) */
     uint32_t heap;           /* timer heap position + 1 (0 = not in the heap) */
@@ -226,7 +226,7 @@ typedef struct ph_flow {
 } ph_flow;
 
 _Static_assert(sizeof(ph_flow) <= 408, "ph_flow grew past 408 bytes (see the layout comment)");
-_Static_assert(PH_HIST_BYTES * 8 >= PH_HIST_MAX * 5 + 3, "two-byte access to the last history letter stays inside");
+_Static_assert((PH_HIST_MAX - 1) * 5 / 8 + 2 <= PH_HIST_BYTES, "the two-byte access to the last history letter stays inside");
 _Static_assert(sizeof(ph_tcp_ep) <= 72, "ph_tcp_ep grew");
 _Static_assert(sizeof(ph_tcp_st) <= 224, "ph_tcp_st grew");
 _Static_assert(sizeof(ph_udp_st) <= 40, "ph_udp_st grew");
