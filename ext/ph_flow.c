@@ -5,7 +5,10 @@
  * (hash << 32 | flow index + 1), sized to a power of two with load <= 0.75 at
  * full capacity; deletion by backward shift (no tombstones). Flows live in
  * chunks of 1024 allocated on demand up to cfg->capacity, so memory grows
- * with use and is bounded by the capacity. Nothing is allocated per packet.
+ * with use and is bounded by the capacity; what only some flows need (TCP or
+ * UDP state, rarely used TCP endpoint parts, tunnel records) is in pools of
+ * fixed-size records grown the same way (ph_flow_int.h). Nothing is
+ * allocated per packet.
  *
  * Time is packet time. Each packet first advances the clock; timers due at or
  * before it run first, as Zeek runs its timers before the packet. (Timer
@@ -45,6 +48,15 @@
 #include "ph_ports.h"
 
 #include <stdlib.h>
+
+/* history letters and their 5-bit codes (ph_flow_int.h ph_hist_at) */
+const char ph_hist_sym[32] = "\0SHADFRCGTWIQshadfrcgtwiq^Xx";
+const uint8_t ph_hist_code[128] = {
+    ['S'] = 1, ['H'] = 2, ['A'] = 3, ['D'] = 4, ['F'] = 5, ['R'] = 6, ['C'] = 7, ['G'] = 8,
+    ['T'] = 9, ['W'] = 10, ['I'] = 11, ['Q'] = 12,
+    ['s'] = 13, ['h'] = 14, ['a'] = 15, ['d'] = 16, ['f'] = 17, ['r'] = 18, ['c'] = 19, ['g'] = 20,
+    ['t'] = 21, ['w'] = 22, ['i'] = 23, ['q'] = 24, ['^'] = 25, ['X'] = 26, ['x'] = 27,
+};
 
 const uint32_t ph_pow10_u32[11] = {
     1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
@@ -308,6 +320,13 @@ static int alloc_index(ph_flowtab *t, uint32_t *idx)
         ph_flow *chunk = calloc(PH_CHUNK, sizeof(ph_flow));
         if (!chunk)
             return -1;
+        if (t->uchunks) {
+            t->uchunks[c] = malloc(PH_CHUNK * sizeof(int64_t));
+            if (!t->uchunks[c]) {
+                free(chunk);
+                return -1;
+            }
+        }
         t->chunks[c] = chunk;
         t->nchunks = c + 1;
     }
@@ -315,13 +334,73 @@ static int alloc_index(ph_flowtab *t, uint32_t *idx)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Record pools (per-protocol state, ph_flow_int.h)                    */
+/* ------------------------------------------------------------------ */
+int ph_pool_init(ph_pool *p, uint32_t max, uint32_t esz)
+{
+    memset(p, 0, sizeof *p);
+    p->max = max;
+    p->esz = esz;
+    p->chunks = calloc(((size_t)max + PH_POOL_CHUNK - 1) >> PH_POOL_SHIFT, sizeof *p->chunks);
+    return p->chunks ? 0 : -1;
+}
+
+uint32_t ph_pool_alloc(ph_pool *p)
+{
+    uint32_t i;
+    if (p->free) {
+        i = p->free - 1u;
+        memcpy(&p->free, (char *)p->chunks[i >> PH_POOL_SHIFT] + (size_t)(i & (PH_POOL_CHUNK - 1u)) * p->esz, 4);
+        return i + 1u;
+    }
+    if (p->n_used >= p->max)
+        return 0;
+    uint32_t c = p->n_used >> PH_POOL_SHIFT;
+    if (c >= p->nchunks) {
+        void *chunk = malloc((size_t)PH_POOL_CHUNK * p->esz);
+        if (!chunk)
+            return 0;
+        p->chunks[c] = chunk;
+        p->nchunks = c + 1;
+    }
+    return ++p->n_used;
+}
+
+void ph_pool_release(ph_pool *p, uint32_t x)
+{
+    uint32_t i = x - 1u;
+    memcpy((char *)p->chunks[i >> PH_POOL_SHIFT] + (size_t)(i & (PH_POOL_CHUNK - 1u)) * p->esz, &p->free, 4);
+    p->free = x;
+}
+
+size_t ph_pool_bytes(const ph_pool *p)
+{
+    return (((size_t)p->max + PH_POOL_CHUNK - 1) >> PH_POOL_SHIFT) * sizeof *p->chunks +
+           (size_t)p->nchunks * PH_POOL_CHUNK * p->esz;
+}
+
+void ph_pool_free(ph_pool *p)
+{
+    if (p->chunks)
+        for (uint32_t c = 0; c < p->nchunks; c++)
+            free(p->chunks[c]);
+    free(p->chunks);
+    memset(p, 0, sizeof *p);
+}
+
 static void tun_release(ph_flowtab *t, ph_flow *f);
 
 static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
 {
     ph_flow_gen_removed(t, f);
-    if (f->kind == PH_K_TCP)
+    if (f->kind == PH_K_TCP) {
         ph_tcp_release(t, f);
+        ph_pool_release(&t->tcp, f->kx);
+    } else if (f->kx) {
+        ph_pool_release(&t->udp, f->kx);
+    }
+    f->kx = 0;
     tun_release(t, f);
     slot_delete(t, ph_key_hash(&f->k), idx);
     ph_wheel_unlink(t, f);
@@ -349,28 +428,37 @@ void ph_flow_remove(ph_flowtab *t, ph_flow *f, uint32_t idx, int reason)
  * swapped (as in Zeek). */
 void ph_flow_flip(ph_flowtab *t, ph_flow *f)
 {
-    (void)t;
     f->orig_is_a ^= 1;
     SWAP(uint64_t, f->pkts[0], f->pkts[1]);
     SWAP(uint64_t, f->ipb[0], f->ipb[1]);
     SWAP(int64_t, f->last_pkt[0], f->last_pkt[1]);
     SWAP(ph_dstat, f->fd[0], f->fd[1]);
+    SWAP(uint32_t, f->empty[0], f->empty[1]);
     uint8_t m[6];
     memcpy(m, f->mac[0], 6);
     memcpy(f->mac[0], f->mac[1], 6);
     memcpy(f->mac[1], m, 6);
     if (f->kind == PH_K_TCP) {
-        SWAP(ph_tcp_ep, f->p.ep[0], f->p.ep[1]);
+        ph_tcp_st *st = ph_tcp(t, f);
+        SWAP(ph_tcp_ep, st->ep[0], st->ep[1]);
+        for (int i = 0; i < 8; i++)
+            SWAP(uint16_t, st->tcpf[0][i], st->tcpf[1][i]);
+        if (st->wx) {
+            ph_tcp_wide *w = ph_tcp_wide_of(t, st);
+            for (int i = 0; i < 8; i++)
+                SWAP(uint32_t, w->tcpf[0][i], w->tcpf[1][i]);
+        }
         uint16_t fps = f->cf & (PH_CF_FPS_ORIG | PH_CF_FPS_RESP);
         f->cf &= (uint16_t)~(PH_CF_FPS_ORIG | PH_CF_FPS_RESP | PH_CF_PARTIAL);
         if (fps & PH_CF_FPS_ORIG)
             f->cf |= PH_CF_FPS_RESP;
         if (fps & PH_CF_FPS_RESP)
             f->cf |= PH_CF_FPS_ORIG;
-    } else {
-        SWAP(int64_t, f->p.u.len[0], f->p.u.len[1]);
-        SWAP(uint32_t, f->p.u.chk[0], f->p.u.chk[1]);
-        SWAP(uint16_t, f->p.u.chkx[0], f->p.u.chkx[1]);
+    } else if (f->kx) {
+        ph_udp_st *u = ph_udp(t, f);
+        SWAP(int64_t, u->len[0], u->len[1]);
+        SWAP(uint32_t, u->chk[0], u->chk[1]);
+        SWAP(uint16_t, u->chkx[0], u->chkx[1]);
     }
     f->fdir ^= (uint8_t)((1u << f->fn) - 1);
     f->cf |= PH_CF_FLIPPED;
@@ -409,6 +497,36 @@ static inline uint32_t encode_gap(uint64_t x)
     return (uint32_t)(0xe0000000u | (s < (1ull << 29) ? s : (1ull << 29) - 1));
 }
 
+/* Count the TCP flags of a packet in direction d: in 16 bits while they fit,
+ * then (all of them) in a wide record. */
+static void tcp_flags_count(ph_flowtab *t, ph_tcp_st *st, int d, uint8_t flags)
+{
+    if (!st->wx) {
+        int full = 0;
+        for (uint8_t fl = flags; fl; fl &= (uint8_t)(fl - 1))
+            full |= st->tcpf[d][__builtin_ctz(fl)] == UINT16_MAX;
+        if (!full) {
+            for (uint8_t fl = flags; fl; fl &= (uint8_t)(fl - 1))
+                st->tcpf[d][__builtin_ctz(fl)]++;
+            return;
+        }
+        uint32_t wx = ph_pool_alloc(&t->wide);
+        if (!wx) {
+            /* out of memory: the counters that can still count do */
+            for (uint8_t fl = flags; fl; fl &= (uint8_t)(fl - 1))
+                if (st->tcpf[d][__builtin_ctz(fl)] < UINT16_MAX)
+                    st->tcpf[d][__builtin_ctz(fl)]++;
+            return;
+        }
+        st->wx = wx;
+        ph_tcp_wide *w = ph_tcp_wide_of(t, st);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 8; j++)
+                w->tcpf[i][j] = st->tcpf[i][j];
+    }
+    ph_tcpflags_count(ph_tcp_wide_of(t, st)->tcpf[d], flags);
+}
+
 /* ConnSize: count one packet in direction d, and its features. */
 void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p)
 {
@@ -428,12 +546,13 @@ void ph_flow_count(ph_flowtab *t, ph_flow *f, int d, const ph_parsed *p)
     }
     f->last_pkt[d] = ts;
     if (f->kind == PH_K_TCP)
-        ph_dstat_tcpflags(D, p->tcp_flags);
+        tcp_flags_count(t, ph_tcp(t, f), d, p->tcp_flags);
     if (p->payload_len == 0)
-        D->empty++;
+        f->empty[d]++;
     if (f->fn < t->cfg.first_n) {
         f->fsz[f->fn] = p->ip_len > 0xffff ? 0xffff : (uint16_t)p->ip_len;
-        f->fiat[f->fn] = encode_gap(gap_any);
+        if (f->fn)   /* the first packet's gap is 0 (nothing before it), not kept */
+            f->fiat[f->fn - 1] = encode_gap(gap_any);
         if (d)
             f->fdir |= (uint8_t)(1u << f->fn);
         f->fn++;
@@ -481,7 +600,19 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
     if (alloc_index(t, &idx) < 0)
         return NULL;
     ph_flow *f = ph_flow_at(t, idx);
+    uint32_t kx = 0;
+    if (kind == PH_K_TCP || kind == PH_K_UDP || kind == PH_K_ICMP) {
+        kx = ph_pool_alloc(kind == PH_K_TCP ? &t->tcp : &t->udp);
+        if (!kx) {
+            /* out of memory: the index goes back to the free list */
+            f->kind = PH_K_FREE;
+            f->wnext = t->free_head;
+            t->free_head = idx + 1;
+            return NULL;
+        }
+    }
     memset(f, 0, sizeof *f);
+    f->kx = kx;
     f->k = *k;
     f->self = idx;
     slot_insert(t, ph_key_hash(k), idx);
@@ -490,8 +621,6 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
     f->ts_start = f->last_time = p->ts_ns;
     f->gen = ph_flow_gen_new(t, ph_key_hash(k), p->ts_ns);
     f->last_pkt[0] = f->last_pkt[1] = INT64_MIN;
-    for (int i = 0; i < PH_TM_N; i++)
-        f->tm[i] = PH_NO_TIME;
     ph_dstat_init(&f->fd[0]);
     ph_dstat_init(&f->fd[1]);
     ph_istat_init(&f->fb);
@@ -509,20 +638,24 @@ static ph_flow *flow_create(ph_flowtab *t, const ph_parsed *p, const ph_fkey *k,
     case PH_K_ICMP: f->tmo = PH_TMO_ICMP; break;
     default: f->tmo = PH_TMO_OTHER; break;
     }
-    if (kind == PH_K_TCP)
+    if (kind == PH_K_TCP) {
         ph_tcp_init(t, f);
-    else
-        f->p.u.len[0] = f->p.u.len[1] = -1;
+    } else if (kx) {
+        ph_udp_st *u = ph_udp(t, f);
+        memset(u, 0, sizeof *u);
+        u->len[0] = u->len[1] = -1;
+        u->tm_dns = PH_NO_TIME;
+    }
     if (want_flip(t, kind, p))
         ph_flow_flip(t, f);
-    if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0)
-        f->tm[PH_TM_UPDATE] = p->ts_ns + t->cfg.active_timeout_ns;
+    if (t->uchunks)   /* emit_updates with an active timeout */
+        *ph_flow_upd(t, f) = p->ts_ns + t->cfg.active_timeout_ns;
     if (kind == PH_K_UDP && t->cfg.dns_session_ns > 0) {
         /* Zeek's DNS analyzer (attached by responder port) ends a UDP connection
          * idle for dns_session_timeout - 1 s, checked every dns_session_timeout */
         uint16_t rp = f->orig_is_a ? ph_key_pb(k) : ph_key_pa(k);
         if (rp == 53 || rp == 137 || rp == 5353 || rp == 5355)
-            f->tm[PH_TM_DNS] = p->ts_ns + t->cfg.dns_session_ns;
+            ph_udp(t, f)->tm_dns = p->ts_ns + t->cfg.dns_session_ns;
     }
     ph_wheel_insert(t, f, idx, ph_flow_deadline(t, f));
     ph_flow_timers_changed(t, f);
@@ -536,14 +669,15 @@ static int simple_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_o
 {
     int d = !is_orig;
     if (f->kind == PH_K_UDP) {
+        ph_udp_st *u = ph_udp(t, f);
         if (p->flags & PH_PF_L4_CSUM_BAD) {
-            ph_hist_scaled(f, &f->p.u.chk[d], &f->p.u.chkx[d], 0, is_orig ? 'C' : 'c');
+            ph_hist_scaled(f, &u->chk[d], &u->chkx[d], 0, is_orig ? 'C' : 'c');
             return PH_C_BAD_CHECKSUM;
         }
         ph_flow_touch(f, p->ts_ns);
         ph_hist_check(f, is_orig ? 0x1 : 0x2, is_orig ? 'D' : 'd');
         int64_t ulen = (int64_t)p->udp_len - 8;
-        f->p.u.len[d] = f->p.u.len[d] < 0 ? ulen : f->p.u.len[d] + ulen;
+        u->len[d] = u->len[d] < 0 ? ulen : u->len[d] + ulen;
         ph_flow_count(t, f, d, p);
         return PH_C_IN_FLOW;
     }
@@ -551,8 +685,9 @@ static int simple_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_o
         if (p->flags & PH_PF_L4_CSUM_BAD)
             return PH_C_BAD_CHECKSUM;
         ph_flow_touch(f, p->ts_ns);
+        ph_udp_st *u = ph_udp(t, f);
         int64_t len = (int64_t)p->l4_len - 8;
-        f->p.u.len[d] = f->p.u.len[d] < 0 ? len : f->p.u.len[d] + len;
+        u->len[d] = u->len[d] < 0 ? len : u->len[d] + len;
         /* ConnSize sees only fully captured ICMP: a cut one updates the
          * connection (time, bytes) but is not in its packets */
         if (p->l4_caplen < p->l4_len)
@@ -660,12 +795,12 @@ static void tun_add_parent(ph_tun_info *ti, uint64_t uid)
 /* A new flow: remember its tunnel context. */
 static void tun_init(ph_flowtab *t, ph_flow *f, const ph_tctx *tc)
 {
-    f->tun_sig = tc->sig;
-    if (!tc->parent && !tc->e)
+    if (!tc->sig && !tc->parent && !tc->e)
         return;
     ph_tun_info *ti = tun_make(t, f);
     if (!ti)
         return;
+    ti->sig = tc->sig;
     tun_add_parent(ti, tc->parent);
     if (tc->e) {
         ti->type = tc->e->type;
@@ -692,7 +827,14 @@ static void tun_change(ph_flowtab *t, ph_flow *f, const ph_tctx *tc)
         f->cf |= PH_CF_TUNX;
         ph_hist_add(f, 'X');
     }
-    f->tun_sig = tc ? tc->sig : 0;
+    if (ti)
+        ti->sig = tc ? tc->sig : 0;
+}
+
+/* The encapsulation stack of the flow's last packet (0 = direct). */
+static inline uint64_t tun_sig(const ph_flowtab *t, const ph_flow *f)
+{
+    return f->tunx ? ph_tun_get(t, f)->sig : 0;
 }
 
 /* Account one packet in its flow; tc: its tunnel context (NULL = direct).
@@ -714,7 +856,7 @@ static int flow_packet(ph_flowtab *t, const ph_parsed *p, const ph_tctx *tc, ph_
         if (ph_flow_deadline(t, f) <= t->now) {
             ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
             f = NULL;
-        } else if (kind == PH_K_TCP && ph_tcp_is_reuse(f, p)) {
+        } else if (kind == PH_K_TCP && ph_tcp_is_reuse(t, f, p)) {
             t->ctr[PH_C_TCP_REUSE]++;
             ph_flow_remove(t, f, idx, PH_END_TCP_REUSE);
             f = NULL;
@@ -730,7 +872,7 @@ static int flow_packet(ph_flowtab *t, const ph_parsed *p, const ph_tctx *tc, ph_
     }
     if (fout)
         *fout = f;
-    if (!created && f->tun_sig != (tc ? tc->sig : 0))
+    if (!created && tun_sig(t, f) != (tc ? tc->sig : 0))
         tun_change(t, f, tc);
     int is_orig = (src_is_a == f->orig_is_a) ||
                   (k.w[0] == k.w[2] && k.w[1] == k.w[3] && ph_key_pa(&k) == ph_key_pb(&k));
@@ -827,41 +969,56 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
     return flow_packet(t, p, NULL, NULL);
 }
 
-/* Two stages, so that neither waits for memory: this packet's slot line is
+/* Three stages, so that none waits for memory: this packet's slot line is
  * prefetched now; the flow of the packet PH_PF_LAG calls back is looked up
- * in its (by now cached) slot and its lines are prefetched. Only hashes are
- * kept between calls, never the packets. */
+ * in its (by now cached) slot and its lines are prefetched; the out-of-line
+ * state (TCP or UDP) of the flow of the packet PH_PF_LAG2 calls after that
+ * is found through the (by now cached) flow and prefetched. Only hashes and
+ * flow indices are kept between calls, never the packets. */
 void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
 {
     ph_fkey k;
     int src_is_a;
     uint64_t now = 0;
+    uint32_t fnow = 0;
     if (!no_connection_proto(p->proto) && !p->nencap) {
         build_key(t, p, &k, &src_is_a);
         __builtin_prefetch(&t->slots[ph_key_hash(&k) & t->mask]);
         now = 1ull << 32 | ph_key_hash(&k);
     }
-    uint64_t *lag = &t->pf_lag[t->pf_n++ & (PH_PF_LAG - 1)];
+    uint32_t n = t->pf_n++;
+    uint64_t *lag = &t->pf_lag[n & (PH_PF_LAG - 1)];
     uint64_t then = *lag;
     *lag = now;
-    if (!then)
+    if (then) {
+        uint32_t h = (uint32_t)then;
+        uint64_t v = t->slots[h & t->mask];
+        if (v && (uint32_t)(v >> 32) == h) {
+            /* every line of the flow: a packet touches most of them */
+            const char *c = (const char *)ph_flow_at(t, (uint32_t)v - 1);
+            for (size_t off = 0; off < sizeof(ph_flow); off += 64)
+                __builtin_prefetch(c + off);
+            __builtin_prefetch(c + sizeof(ph_flow) - 1);
+            fnow = (uint32_t)v;
+        }
+    }
+    uint32_t *lag2 = &t->pf_idx[n & (PH_PF_LAG2 - 1)];
+    uint32_t fthen = *lag2;
+    *lag2 = fnow;
+    if (!fthen)
         return;
-    uint32_t h = (uint32_t)then;
-    uint64_t v = t->slots[h & t->mask];
-    if (v && (uint32_t)(v >> 32) == h) {
-        const ph_flow *f = ph_flow_at(t, (uint32_t)v - 1);
-        /* the lines a packet touches: key, times and counters, both TCP
-         * endpoints, the per-direction features */
-        const char *c = (const char *)f;
+    const ph_flow *f = ph_flow_at(t, fthen - 1);
+    if (!f->kx)
+        return;
+    if (f->kind == PH_K_TCP) {
+        const char *c = (const char *)ph_tcp(t, f);
+        for (size_t off = 0; off < sizeof(ph_tcp_st); off += 64)
+            __builtin_prefetch(c + off);
+        __builtin_prefetch(c + sizeof(ph_tcp_st) - 1);
+    } else if (f->kind == PH_K_UDP || f->kind == PH_K_ICMP) {
+        const char *c = (const char *)ph_udp(t, f);
         __builtin_prefetch(c);
-        __builtin_prefetch(c + 64);
-        __builtin_prefetch(c + 128);
-        __builtin_prefetch((const char *)&f->p.ep[0] + 32);
-        __builtin_prefetch((const char *)&f->p.ep[1]);
-        __builtin_prefetch((const char *)&f->p.ep[1] + 64);
-        __builtin_prefetch((const char *)&f->fd[0]);
-        __builtin_prefetch((const char *)&f->fd[1]);
-        __builtin_prefetch((const char *)&f->fb);
+        __builtin_prefetch(c + sizeof(ph_udp_st) - 1);
     }
 }
 
@@ -905,6 +1062,16 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
     t->tchunks = calloc((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK, sizeof *t->tchunks);
     if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wtail || !t->wbits || !t->tchunks)
         goto error;
+    if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0) {
+        t->uchunks = calloc((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT, sizeof *t->uchunks);
+        if (!t->uchunks)
+            goto error;
+    }
+    if (ph_pool_init(&t->tcp, t->capacity, sizeof(ph_tcp_st)) < 0 ||
+        ph_pool_init(&t->udp, t->capacity, sizeof(ph_udp_st)) < 0 ||
+        ph_pool_init(&t->cold, t->capacity > UINT32_MAX / 2 ? UINT32_MAX : t->capacity * 2u, sizeof(ph_tcp_cold)) < 0 ||
+        ph_pool_init(&t->wide, t->capacity, sizeof(ph_tcp_wide)) < 0)
+        goto error;
     t->now = t->prev_now = INT64_MIN;
     t->tmo_ns[PH_TMO_UDP] = cfg->udp_inactivity_ns;
     t->tmo_ns[PH_TMO_TCP] = cfg->tcp_inactivity_ns;
@@ -928,6 +1095,10 @@ void ph_flowtab_free(ph_flowtab *t)
         for (uint32_t c = 0; c < t->nchunks; c++)
             free(t->chunks[c]);
     free(t->chunks);
+    if (t->uchunks)
+        for (uint32_t c = 0; c < t->nchunks; c++)
+            free(t->uchunks[c]);
+    free(t->uchunks);
     free(t->slots);
     free(t->heap);
     free(t->wheel);
@@ -939,6 +1110,10 @@ void ph_flowtab_free(ph_flowtab *t)
         for (uint32_t c = 0; c < t->tnchunks; c++)
             free(t->tchunks[c]);
     free(t->tchunks);
+    ph_pool_free(&t->tcp);
+    ph_pool_free(&t->udp);
+    ph_pool_free(&t->cold);
+    ph_pool_free(&t->wide);
     free(t);
 }
 
@@ -999,9 +1174,13 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
     return sizeof *t + ((size_t)t->mask + 1) * sizeof *t->slots +
            (size_t)t->nchunks * PH_CHUNK * sizeof(ph_flow) +
            ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
+           (t->uchunks ? ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->uchunks +
+                         (size_t)t->nchunks * PH_CHUNK * sizeof(int64_t) : 0) +
            (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * (sizeof *t->wheel + sizeof *t->wtail) +
            PH_WHEEL_SIZE / 64 * sizeof *t->wbits +
            (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +
            ((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK) * sizeof *t->tchunks +
-           (size_t)t->tnchunks * PH_TUN_CHUNK * sizeof(ph_tun_info);
+           (size_t)t->tnchunks * PH_TUN_CHUNK * sizeof(ph_tun_info) +
+           ph_pool_bytes(&t->tcp) + ph_pool_bytes(&t->udp) + ph_pool_bytes(&t->cold) +
+           ph_pool_bytes(&t->wide);
 }

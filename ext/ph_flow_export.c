@@ -119,12 +119,12 @@ uint32_t ph_flow_gen_new(ph_flowtab *t, uint32_t hash, int64_t ts_start)
 static int rstos0_history(const ph_flow *f)
 {
     int i = 0;
-    if (i < f->hlen && f->hist[i] == '^')
+    if (i < f->hlen && ph_hist_at(f, i) == '^')
         i++;
-    if (i >= f->hlen || f->hist[i] != 'S')
+    if (i >= f->hlen || ph_hist_at(f, i) != 'S')
         return 0;
     for (i++; i < f->hlen; i++) {
-        char c = f->hist[i];
+        char c = ph_hist_at(f, i);
         if (c == 'R')
             return 1;
         if (c == 'H' || c == 'A' || c == 'F' || c == 'G' || c == 'I' || c == 'Q')
@@ -133,15 +133,17 @@ static int rstos0_history(const ph_flow *f)
     return 0;
 }
 
-static int conn_state(const ph_flow *f, uint64_t osize, uint64_t rsize)
+static int conn_state(const ph_flowtab *t, const ph_flow *f, uint64_t osize, uint64_t rsize)
 {
     if (f->kind == PH_K_UDP) {
-        int o = f->p.u.len[0] >= 0, r = f->p.u.len[1] >= 0;
+        const ph_udp_st *u = ph_udp(t, f);
+        int o = u->len[0] >= 0, r = u->len[1] >= 0;
         return o ? (r ? PH_CS_SF : PH_CS_S0) : (r ? PH_CS_SHR : PH_CS_OTH);
     }
     if (f->kind != PH_K_TCP)
         return PH_CS_OTH;
-    int os = f->p.ep[0].state, rs = f->p.ep[1].state;
+    const ph_tcp_st *st = ph_tcp(t, f);
+    int os = st->ep[0].state, rs = st->ep[1].state;
     int o_in = os == PH_TCPS_INACTIVE || os == PH_TCPS_PARTIAL;
     int r_in = rs == PH_TCPS_INACTIVE || rs == PH_TCPS_PARTIAL;
     if (rs == PH_TCPS_RESET) {
@@ -206,7 +208,7 @@ static double decode_gap(uint32_t v)
 }
 
 /* Fill the per-direction and both-direction features. */
-static void export_features(const ph_flow *f, ph_flow_rec *r)
+static void export_features(const ph_flowtab *t, const ph_flow *f, ph_flow_rec *r)
 {
     const ph_dstat *o = &f->fd[0], *s = &f->fd[1];
     uint64_t no = f->pkts[0], nr = f->pkts[1], nb = no + nr;
@@ -242,19 +244,27 @@ static void export_features(const ph_flow *f, ph_flow_rec *r)
         r->both_iat_max = ns_to_s(f->fb.max);
     }
 
-    /* tcpf[] is in flag bit order: FIN SYN RST PSH ACK URG ECE CWR */
-    r->orig_fin = o->tcpf[0]; r->orig_syn = o->tcpf[1]; r->orig_rst = o->tcpf[2]; r->orig_psh = o->tcpf[3];
-    r->orig_ack = o->tcpf[4]; r->orig_urg = o->tcpf[5]; r->orig_ece = o->tcpf[6]; r->orig_cwr = o->tcpf[7];
-    r->resp_fin = s->tcpf[0]; r->resp_syn = s->tcpf[1]; r->resp_rst = s->tcpf[2]; r->resp_psh = s->tcpf[3];
-    r->resp_ack = s->tcpf[4]; r->resp_urg = s->tcpf[5]; r->resp_ece = s->tcpf[6]; r->resp_cwr = s->tcpf[7];
-    r->orig_empty_pkts = o->empty;
-    r->resp_empty_pkts = s->empty;
+    if (f->kind == PH_K_TCP) {
+        /* tcpf[] is in flag bit order: FIN SYN RST PSH ACK URG ECE CWR */
+        const ph_tcp_st *st = ph_tcp(t, f);
+        uint32_t of[8], sf[8];
+        for (int i = 0; i < 8; i++) {
+            of[i] = st->wx ? ph_tcp_wide_of(t, st)->tcpf[0][i] : st->tcpf[0][i];
+            sf[i] = st->wx ? ph_tcp_wide_of(t, st)->tcpf[1][i] : st->tcpf[1][i];
+        }
+        r->orig_fin = of[0]; r->orig_syn = of[1]; r->orig_rst = of[2]; r->orig_psh = of[3];
+        r->orig_ack = of[4]; r->orig_urg = of[5]; r->orig_ece = of[6]; r->orig_cwr = of[7];
+        r->resp_fin = sf[0]; r->resp_syn = sf[1]; r->resp_rst = sf[2]; r->resp_psh = sf[3];
+        r->resp_ack = sf[4]; r->resp_urg = sf[5]; r->resp_ece = sf[6]; r->resp_cwr = sf[7];
+    }
+    r->orig_empty_pkts = f->empty[0];
+    r->resp_empty_pkts = f->empty[1];
 
     r->first_n = f->fn;
     for (int i = 0; i < f->fn; i++) {
         r->first_dirs[i] = (f->fdir >> i) & 1 ? -1 : 1;
         r->first_sizes[i] = f->fsz[i];
-        r->first_iat[i] = decode_gap(f->fiat[i]);
+        r->first_iat[i] = i ? decode_gap(f->fiat[i - 1]) : 0.0;
     }
 }
 
@@ -280,14 +290,15 @@ void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const
     r->orig_ip_bytes = f->ipb[0];
     r->resp_ip_bytes = f->ipb[1];
     if (f->kind == PH_K_TCP) {
-        r->orig_bytes = ph_tcp_size(f, 0);
-        r->resp_bytes = ph_tcp_size(f, 1);
+        r->orig_bytes = ph_tcp_size(t, f, 0);
+        r->resp_bytes = ph_tcp_size(t, f, 1);
+        r->missed_bytes = ph_tcp(t, f)->missed;
     } else if (f->kind == PH_K_UDP || f->kind == PH_K_ICMP) {
-        r->orig_bytes = f->p.u.len[0] > 0 ? (uint64_t)f->p.u.len[0] : 0;
-        r->resp_bytes = f->p.u.len[1] > 0 ? (uint64_t)f->p.u.len[1] : 0;
+        const ph_udp_st *u = ph_udp(t, f);
+        r->orig_bytes = u->len[0] > 0 ? (uint64_t)u->len[0] : 0;
+        r->resp_bytes = u->len[1] > 0 ? (uint64_t)u->len[1] : 0;
     }
-    r->missed_bytes = f->missed;
-    export_features(f, r);
+    export_features(t, f, r);
 
     r->vlan = f->vl[0];
     r->inner_vlan = f->vl[1];
@@ -337,9 +348,10 @@ void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const
     r->flags = fl;
     r->ip_version = ph_key_ipver(&f->k);
     r->proto = ph_key_proto(&f->k);
-    r->conn_state = (uint8_t)conn_state(f, r->orig_bytes, r->resp_bytes);
+    r->conn_state = (uint8_t)conn_state(t, f, r->orig_bytes, r->resp_bytes);
     r->end_reason = (uint8_t)reason;
-    memcpy(r->history, f->hist, f->hlen);
+    for (int i = 0; i < f->hlen; i++)
+        r->history[i] = ph_hist_at(f, i);
     r->history[f->hlen] = 0;
 
     if (update)

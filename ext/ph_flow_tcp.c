@@ -12,7 +12,8 @@
  * The reassembler keeps no payload: per direction, the contiguously
  * delivered point (r_last), the trim point (r_trim), the highest block end
  * (r_top, so "has blocks" is r_top > r_trim) and the ranges received above
- * a hole: up to PH_OOO_MAX in the endpoint, up to PH_OOO_BIG in an extension
+ * a hole: up to PH_OOO_MAX in the endpoint's cold record (ph_tcp_cold, made on
+ * first use), up to PH_OOO_BIG in an extension
  * block from the table's pool (PH_OOO_POOL_MAX blocks, allocated on demand,
  * returned when the holes close or the flow ends). Only beyond that (or with
  * the pool used up) are the two ranges with the smallest hole between them
@@ -26,6 +27,7 @@ typedef struct tcp_pkt {
     ph_flowtab *t;
     ph_flow *f;
     const ph_parsed *p;
+    ph_tcp_st *st;      /* f's TCP state */
     int e;              /* sender's endpoint index (follows role flips) */
     int is_orig;        /* Zeek's is_orig: fixed for the packet (stale after a flip, as in Zeek's state machine) */
     int len;            /* payload length */
@@ -39,7 +41,7 @@ typedef struct tcp_pkt {
 #define RST(c) ((c)->fl & PH_TCP_RST)
 #define ACK(c) ((c)->fl & PH_TCP_ACK)
 
-static inline ph_tcp_ep *EP(tcp_pkt *c, int i) { return &c->f->p.ep[i]; }
+static inline ph_tcp_ep *EP(tcp_pkt *c, int i) { return &c->st->ep[i]; }
 
 static inline int is_handshake(int s)
 {
@@ -54,11 +56,31 @@ static inline int is_clean(const ph_tcp_ep *x)
 
 static inline char role_case(int i, char up) { return i ? (char)(up + ('a' - 'A')) : up; }
 
-/* TCP_Endpoint::{ChecksumError,DidRxmit,ZeroWindow,Gap}: scaled letters */
-static inline void ep_scaled(ph_flow *f, int i, int which, char up)
+/* The endpoint's cold record, made on first use (NULL only without memory). */
+static inline ph_tcp_cold *cold_of(const ph_flowtab *t, const ph_tcp_ep *x)
 {
-    ph_tcp_ep *x = &f->p.ep[i];
-    ph_hist_scaled(f, &x->shc[which], &x->shx, which * 4, role_case(i, up));
+    return PH_POOL_AT(&t->cold, ph_tcp_cold, x->cx - 1u);
+}
+
+static ph_tcp_cold *cold_make(ph_flowtab *t, ph_tcp_ep *x)
+{
+    if (x->cx)
+        return cold_of(t, x);
+    uint32_t cx = ph_pool_alloc(&t->cold);
+    if (!cx)
+        return NULL;
+    x->cx = cx;
+    ph_tcp_cold *k = cold_of(t, x);
+    memset(k, 0, sizeof *k);
+    return k;
+}
+
+/* TCP_Endpoint::{ChecksumError,DidRxmit,ZeroWindow,Gap}: scaled letters */
+static inline void ep_scaled(ph_flowtab *t, ph_flow *f, ph_tcp_st *st, int i, int which, char up)
+{
+    ph_tcp_cold *k = cold_make(t, &st->ep[i]);
+    if (k)
+        ph_hist_scaled(f, &k->shc[which], &k->shx, which * 4, role_case(i, up));
 }
 
 /* ------------------------------------------------------------------ */
@@ -93,9 +115,10 @@ static uint64_t relative_seq(const ph_tcp_ep *x, uint32_t cur, uint32_t last, ui
     return full64(cur, wraps) - (uint64_t)x->start;
 }
 
-uint64_t ph_tcp_size(const ph_flow *f, int d)
+uint64_t ph_tcp_size(const ph_flowtab *t, const ph_flow *f, int d)
 {
-    const ph_tcp_ep *x = &f->p.ep[d], *y = &f->p.ep[d ^ 1];
+    const ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *x = &st->ep[d], *y = &st->ep[d ^ 1];
     if (x->prev_state == PH_TCPS_SYN_SENT && x->state == PH_TCPS_RESET && y->state == PH_TCPS_INACTIVE &&
         !no_data_acked(x))
         return 0;   /* a half-open connection discovered and aborted */
@@ -180,7 +203,7 @@ static int32_t update_last_seq(tcp_pkt *c, uint32_t last)
     else if (delta > 0)
         set_last_seq(x, last);
     else if (c->len > 0)
-        ep_scaled(c->f, c->e, PH_SH_T, 'T');
+        ep_scaled(c->t, c->f, c->st, c->e, PH_SH_T, 'T');
     return delta;
 }
 
@@ -199,10 +222,10 @@ static void flip_in_packet(tcp_pkt *c)
 static int ep_check(tcp_pkt *c, uint32_t mask, char code)
 {
     ph_flow *f = c->f;
-    if ((mask == PH_HIST_ACK || mask == PH_HIST_DATA) && f->hlen == 1 && f->hist[0] == 'H') {
+    if ((mask == PH_HIST_ACK || mask == PH_HIST_DATA) && f->hlen == 1 && ph_hist_at(f, 0) == 'H') {
         flip_in_packet(c);
-        f->hist[0] = '^';
-        f->hist[1] = 'h';
+        ph_hist_set(f, 0, '^');
+        ph_hist_set(f, 1, 'h');
         f->hlen = 2;
         f->cf |= PH_CF_FPS_ORIG;   /* the missing SYN no longer makes it partial (zeek/zeek#2552) */
     }
@@ -273,7 +296,7 @@ static void inactive_state(tcp_pkt *c, uint32_t base_seq, int *do_close, int *ge
         if (c->is_orig) {
             set_state(c, c->e, ACK(c) ? PH_TCPS_SYN_ACK_SENT : PH_TCPS_SYN_SENT);
             if (c->t->cfg.tcp_attempt_ns) {
-                f->tm[PH_TM_ATTEMPT] = c->p->ts_ns + c->t->cfg.tcp_attempt_ns;
+                c->st->tm[PH_TM_ATTEMPT] = c->p->ts_ns + c->t->cfg.tcp_attempt_ns;
                 c->tdirty = 1;
             }
         } else {
@@ -306,7 +329,7 @@ static void inactive_state(tcp_pkt *c, uint32_t base_seq, int *do_close, int *ge
         *gen_event = !reject;
     }
     if (EP(c, c->e)->state == PH_TCPS_INACTIVE) {
-        if (!c->is_orig && c->len == 0 && f->p.ep[0].state == PH_TCPS_SYN_SENT) {
+        if (!c->is_orig && c->len == 0 && c->st->ep[0].state == PH_TCPS_SYN_SENT) {
             /* an ack of the initial SYN before the SYN-ACK: stays inactive */
         } else if (ACK(c) && EP(c, c->e ^ 1)->state == PH_TCPS_ESTABLISHED) {
             set_state(c, c->e, PH_TCPS_ESTABLISHED);
@@ -378,17 +401,21 @@ static void update_state_machine(tcp_pkt *c, uint32_t base_seq, int *do_close, i
 /* ------------------------------------------------------------------ */
 static inline int has_blocks(const ph_tcp_ep *x) { return x->r_top > x->r_trim; }
 
-/* Out-of-order ranges live in the endpoint (up to PH_OOO_MAX) or, while more
- * holes are open, in an extension block of PH_OOO_BIG ranges from the
- * table's bounded pool. */
+/* Out-of-order ranges live in the endpoint's cold record (up to PH_OOO_MAX)
+ * or, while more holes are open, in an extension block of PH_OOO_BIG ranges
+ * from the table's bounded pool. */
 static inline ph_ooo_blk *xblk(const ph_flowtab *t, uint32_t i)
 {
     return &t->xchunks[i / PH_OOO_POOL_CHUNK][i % PH_OOO_POOL_CHUNK];
 }
 
+/* NULL only for an endpoint without a cold record (then n_ooo is 0). */
 static inline uint32_t (*ranges(const ph_flowtab *t, ph_tcp_ep *x))[2]
 {
-    return x->xooo ? xblk(t, x->xooo - 1u)->r : x->ooo;
+    if (!x->cx)
+        return NULL;
+    ph_tcp_cold *k = cold_of(t, x);
+    return k->xooo ? xblk(t, k->xooo - 1u)->r : k->ooo;
 }
 
 static int xblk_alloc(ph_flowtab *t, uint32_t *i)
@@ -414,19 +441,31 @@ static int xblk_alloc(ph_flowtab *t, uint32_t *i)
 /* Give the endpoint's block back, keeping its first n ranges in the endpoint. */
 static void xblk_release(ph_flowtab *t, ph_tcp_ep *x, int n)
 {
-    if (!x->xooo)
+    if (!x->cx)
         return;
-    ph_ooo_blk *b = xblk(t, x->xooo - 1u);
-    memcpy(x->ooo, b->r, (size_t)n * sizeof x->ooo[0]);
+    ph_tcp_cold *k = cold_of(t, x);
+    if (!k->xooo)
+        return;
+    ph_ooo_blk *b = xblk(t, k->xooo - 1u);
+    memcpy(k->ooo, b->r, (size_t)n * sizeof k->ooo[0]);
     b->r[0][0] = t->xfree;
-    t->xfree = x->xooo;
-    x->xooo = 0;
+    t->xfree = k->xooo;
+    k->xooo = 0;
 }
 
 void ph_tcp_release(ph_flowtab *t, ph_flow *f)
 {
-    xblk_release(t, &f->p.ep[0], 0);
-    xblk_release(t, &f->p.ep[1], 0);
+    ph_tcp_st *st = ph_tcp(t, f);
+    for (int i = 0; i < 2; i++) {
+        ph_tcp_ep *x = &st->ep[i];
+        xblk_release(t, x, 0);
+        if (x->cx)
+            ph_pool_release(&t->cold, x->cx);
+        x->cx = 0;
+    }
+    if (st->wx)
+        ph_pool_release(&t->wide, st->wx);
+    st->wx = 0;
 }
 
 static inline void clear_blocks(ph_flowtab *t, ph_tcp_ep *x)
@@ -474,6 +513,9 @@ static void ooo_add(ph_flowtab *t, ph_tcp_ep *x, uint64_t s, uint64_t u)
     if (uo > UINT32_MAX)
         uo = UINT32_MAX;
     uint32_t ns = (uint32_t)so, nu = (uint32_t)uo;
+    ph_tcp_cold *k = cold_make(t, x);
+    if (!k)
+        return;   /* out of memory: the range is not remembered */
     uint32_t (*r)[2] = ranges(t, x);
     /* merge with every overlapping or touching range */
     int n = 0;
@@ -507,10 +549,10 @@ static void ooo_add(ph_flowtab *t, ph_tcp_ep *x, uint64_t s, uint64_t u)
         tmp[n][1] = nu;
         n++;
     }
-    int cap = x->xooo ? PH_OOO_BIG : PH_OOO_MAX;
+    int cap = k->xooo ? PH_OOO_BIG : PH_OOO_MAX;
     uint32_t bi;
-    if (n > cap && !x->xooo && xblk_alloc(t, &bi) == 0) {
-        x->xooo = (uint16_t)(bi + 1);
+    if (n > cap && !k->xooo && xblk_alloc(t, &bi) == 0) {
+        k->xooo = (uint16_t)(bi + 1);
         cap = PH_OOO_BIG;
     }
     if (n > cap) {
@@ -555,8 +597,8 @@ static uint64_t data_size(const ph_flowtab *t, ph_tcp_ep *x)
 static void gap(tcp_pkt *c, int r, uint64_t len)
 {
     if (is_clean(EP(c, r)) && is_clean(EP(c, r ^ 1))) {
-        ep_scaled(c->f, r, PH_SH_G, 'G');
-        c->f->missed += len;
+        ep_scaled(c->t, c->f, c->st, r, PH_SH_G, 'G');
+        c->st->missed += len;
     }
 }
 
@@ -565,7 +607,7 @@ static void gap(tcp_pkt *c, int r, uint64_t len)
 static void after_delivery(tcp_pkt *c, int r)
 {
     ph_tcp_ep *x = EP(c, r);
-    if (no_data_acked(x) && ph_tcp_size(c->f, r) > PH_TCP_MAX_INITIAL_WINDOW && x->r_last > x->r_trim)
+    if (no_data_acked(x) && ph_tcp_size(c->t, c->f, r) > PH_TCP_MAX_INITIAL_WINDOW && x->r_last > x->r_trim)
         x->r_trim = x->r_last;
 }
 
@@ -726,18 +768,19 @@ static void connection_closed(tcp_pkt *c, int r, int gen_event)
                 f->cf &= (uint16_t)~PH_CF_ACTIVE;   /* ConnectionFinished */
         }
         /* CancelTimers, then remove after the close delay */
-        f->tm[PH_TM_EXPIRE1] = f->tm[PH_TM_EXPIRE2] = f->tm[PH_TM_ATTEMPT] = PH_NO_TIME;
-        f->tm[PH_TM_DELETE] = f->last_time + cfg->tcp_close_delay_ns;
+        c->st->tm[PH_TM_EXPIRE1] = c->st->tm[PH_TM_EXPIRE2] = c->st->tm[PH_TM_ATTEMPT] = PH_NO_TIME;
+        c->st->tm[PH_TM_DELETE] = f->last_time + cfg->tcp_close_delay_ns;
         c->tdirty = 1;
     } else if (x->prev_state != PH_TCPS_INACTIVE) {
         /* half close: look for the other side closing too */
         int64_t when = f->last_time + cfg->tcp_session_timer_ns;
-        if (f->tm[PH_TM_EXPIRE2] == PH_NO_TIME)
-            f->tm[PH_TM_EXPIRE2] = when;
-        else if (f->tm[PH_TM_EXPIRE1] == PH_NO_TIME)
-            f->tm[PH_TM_EXPIRE1] = when;
-        else if (when < f->tm[PH_TM_EXPIRE2])
-            f->tm[PH_TM_EXPIRE2] = when;
+        int64_t *tm = c->st->tm;
+        if (tm[PH_TM_EXPIRE2] == PH_NO_TIME)
+            tm[PH_TM_EXPIRE2] = when;
+        else if (tm[PH_TM_EXPIRE1] == PH_NO_TIME)
+            tm[PH_TM_EXPIRE1] = when;
+        else if (when < tm[PH_TM_EXPIRE2])
+            tm[PH_TM_EXPIRE2] = when;
         c->tdirty = 1;
     }
 }
@@ -752,7 +795,7 @@ static void established_hook(tcp_pkt *c)
     uint16_t pa = ph_key_pa(&f->k), pb = ph_key_pb(&f->k);
     uint16_t op = f->orig_is_a ? pa : pb, rp = f->orig_is_a ? pb : pa;
     uint16_t sp = rp;
-    if (f->p.ep[0].state == PH_TCPS_INACTIVE) {
+    if (c->st->ep[0].state == PH_TCPS_INACTIVE) {
         int rl = (cfg->tcp_server_ports[rp >> 3] >> (rp & 7)) & 1;
         int ol = (cfg->tcp_server_ports[op >> 3] >> (op & 7)) & 1;
         if (!rl && ol)
@@ -776,7 +819,8 @@ static void established_hook(tcp_pkt *c)
  * traffic was sparse). */
 void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f)
 {
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1];
+    ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1];
     int rel = (f->cf & PH_CF_ACTIVE) &&
               (((o->epf | r->epf) & PH_EP_DID_CLOSE) ||
                (o->state == PH_TCPS_INACTIVE && r->state == PH_TCPS_INACTIVE));
@@ -789,11 +833,11 @@ void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f)
     f->cf |= PH_CF_EXPREL;
     int64_t now = t->now, period = t->cfg.tcp_session_timer_ns;
     for (int j = PH_TM_EXPIRE1; j <= PH_TM_EXPIRE2; j++) {
-        int64_t d = f->tm[j];
+        int64_t d = st->tm[j];
         if (d == PH_NO_TIME || d > now || period <= 0)
             continue;
         int64_t last = d + (now - d) / period * period;   /* last tick <= now */
-        f->tm[j] = last > t->prev_now ? now + period : last + period;
+        st->tm[j] = last > t->prev_now ? now + period : last + period;
     }
 }
 
@@ -802,20 +846,23 @@ void ph_tcp_expire_relevance(ph_flowtab *t, ph_flow *f)
 /* ------------------------------------------------------------------ */
 void ph_tcp_init(ph_flowtab *t, ph_flow *f)
 {
-    for (int i = 0; i < 2; i++) {
-        memset(&f->p.ep[i], 0, sizeof f->p.ep[i]);
-        f->p.ep[i].r_last = f->p.ep[i].r_trim = 1;
-    }
+    ph_tcp_st *st = ph_tcp(t, f);
+    memset(st, 0, sizeof *st);
+    for (int i = 0; i < 2; i++)
+        st->ep[i].r_last = st->ep[i].r_trim = 1;
+    for (int i = 0; i < PH_TM_UPDATE; i++)
+        st->tm[i] = PH_NO_TIME;
     f->cf |= PH_CF_ACTIVE | PH_CF_EXPREL;   /* both endpoints inactive: checks can act */
     /* the session expire check starts at tcp_SYN_timeout */
-    f->tm[PH_TM_EXPIRE1] = f->ts_start + t->cfg.tcp_attempt_ns;
+    st->tm[PH_TM_EXPIRE1] = f->ts_start + t->cfg.tcp_attempt_ns;
 }
 
 /* TCPSessionAdapter::IsReuse: only a SYN can start a new connection. */
-int ph_tcp_is_reuse(const ph_flow *f, const ph_parsed *p)
+int ph_tcp_is_reuse(const ph_flowtab *t, const ph_flow *f, const ph_parsed *p)
 {
     uint8_t fl = p->tcp_flags;
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1], *co = o;
+    const ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1], *co = o;
     if (!(fl & PH_TCP_SYN))
         return 0;
     if (fl & PH_TCP_ACK) {
@@ -837,7 +884,8 @@ int ph_tcp_expire_timer(ph_flowtab *t, ph_flow *f, int slot, int *reason)
 {
     if (!(f->cf & PH_CF_ACTIVE))
         return 0;
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1];
+    ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1];
     int64_t now = t->now;
     if (f->last_time + t->cfg.tcp_linger_ns < now) {
         int oc = o->epf & PH_EP_DID_CLOSE, rc = r->epf & PH_EP_DID_CLOSE;
@@ -853,14 +901,14 @@ int ph_tcp_expire_timer(ph_flowtab *t, ph_flow *f, int slot, int *reason)
             return 1;
         }
     }
-    f->tm[slot] = now + t->cfg.tcp_session_timer_ns;
+    st->tm[slot] = now + t->cfg.tcp_session_timer_ns;
     return 0;
 }
 
 int ph_tcp_attempt_timer(ph_flowtab *t, ph_flow *f)
 {
-    (void)t;
-    const ph_tcp_ep *o = &f->p.ep[0], *r = &f->p.ep[1];
+    const ph_tcp_st *st = ph_tcp(t, f);
+    const ph_tcp_ep *o = &st->ep[0], *r = &st->ep[1];
     if (!(f->cf & PH_CF_ACTIVE))
         return 0;
     return (o->state == PH_TCPS_SYN_SENT || o->state == PH_TCPS_SYN_ACK_SENT) && r->state == PH_TCPS_INACTIVE;
@@ -868,10 +916,10 @@ int ph_tcp_attempt_timer(ph_flowtab *t, ph_flow *f)
 
 int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig)
 {
-    tcp_pkt c = { t, f, p, is_orig ? 0 : 1, is_orig, (int)p->payload_len, p->tcp_flags, 0, 0 };
+    tcp_pkt c = { t, f, p, ph_tcp(t, f), is_orig ? 0 : 1, is_orig, (int)p->payload_len, p->tcp_flags, 0, 0 };
 
     if (p->flags & PH_PF_L4_CSUM_BAD) {
-        ep_scaled(f, c.e, PH_SH_C, 'C');
+        ep_scaled(t, f, c.st, c.e, PH_SH_C, 'C');
         return PH_C_BAD_CHECKSUM;
     }
 
@@ -904,9 +952,9 @@ int ph_tcp_packet(ph_flowtab *t, ph_flow *f, const ph_parsed *p, int is_orig)
     /* update_window: only the zero-window letter matters here */
     if ((((uint32_t)p->tcp_win) << x->wscale) == 0 && !RST(&c) && y->state != PH_TCPS_CLOSED &&
         x->state != PH_TCPS_RESET)
-        ep_scaled(f, c.e, PH_SH_W, 'W');
+        ep_scaled(t, f, c.st, c.e, PH_SH_W, 'W');
 
-    if (!((f->p.ep[0].epf & f->p.ep[1].epf) & PH_EP_DID_CLOSE))
+    if (!((c.st->ep[0].epf & c.st->ep[1].epf) & PH_EP_DID_CLOSE))
         ph_flow_touch(f, p->ts_ns);
 
     if (SYN(&c)) {

@@ -65,11 +65,18 @@ void ph_heap_remove(ph_flowtab *t, ph_flow *f)
  * only while they can act (PH_CF_EXPREL; see ph_tcp_expire_relevance). */
 void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
 {
-    int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
-    int64_t m = PH_NO_TIME;
-    for (int i = first; i < PH_TM_N; i++)
-        if (f->tm[i] < m)
-            m = f->tm[i];
+    const int64_t *upd = ph_flow_upd(t, f);
+    int64_t m = upd ? *upd : PH_NO_TIME;
+    if (f->kind == PH_K_TCP) {
+        const int64_t *tm = ph_tcp(t, f)->tm;
+        for (int i = (f->cf & PH_CF_EXPREL) ? 0 : PH_TM_ATTEMPT; i < PH_TM_UPDATE; i++)
+            if (tm[i] < m)
+                m = tm[i];
+    } else if (f->kind == PH_K_UDP) {
+        int64_t d = ph_udp(t, f)->tm_dns;
+        if (d < m)
+            m = d;
+    }
     if (m == PH_NO_TIME) {
         if (f->heap)
             ph_heap_remove(t, f);
@@ -187,19 +194,24 @@ static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
     ph_flow *f = ph_flow_at(t, idx);
     for (;;) {
         int j = -1;
+        int64_t tj = 0, *pj = NULL;
         int first = (f->kind == PH_K_TCP && !(f->cf & PH_CF_EXPREL)) ? PH_TM_ATTEMPT : 0;
-        for (int i = first; i < PH_TM_N; i++)
-            if (f->tm[i] <= now && (j < 0 || f->tm[i] < f->tm[j]))
+        for (int i = first; i < PH_TM_N; i++) {
+            int64_t *pi = ph_flow_tm(t, f, i);
+            if (pi && *pi <= now && (j < 0 || *pi < tj)) {
                 j = i;
+                tj = *pi;
+                pj = pi;
+            }
+        }
         if (j < 0)
             break;
-        int64_t tj = f->tm[j];
         /* Zeek would already have removed a connection idle since before this timer */
         if (ph_flow_deadline(t, f) <= tj) {
             ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
             return;
         }
-        f->tm[j] = PH_NO_TIME;
+        *pj = PH_NO_TIME;
         int reason = PH_END_INACTIVITY;
         switch (j) {
         case PH_TM_EXPIRE1:
@@ -225,7 +237,7 @@ static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
                 ph_flow_export(t, f, PH_END_ACTIVE_TIMEOUT, 1);
             if (next <= now)
                 next = tj + ((now - tj) / at + 1) * at;
-            f->tm[PH_TM_UPDATE] = next;
+            *pj = next;
             break;
         }
         case PH_TM_DNS:
@@ -234,7 +246,7 @@ static void run_flow_timers(ph_flowtab *t, uint32_t idx, int64_t now)
                 ph_flow_remove(t, f, idx, PH_END_INACTIVITY);
                 return;
             }
-            f->tm[PH_TM_DNS] = now + t->cfg.dns_session_ns;
+            ph_udp(t, f)->tm_dns = now + t->cfg.dns_session_ns;
             break;
         }
     }

@@ -9,7 +9,9 @@
  * so sum x^2 fits 64 bits; inter-arrival times are nanoseconds, so their
  * sum of squares is 128 bits, kept as two 64-bit halves (ph_u128x: 8-byte
  * alignment, no padding in the flow). The sum of sizes is the flow's IP byte
- * counter (ph_flow.ipb), so it is not kept twice.
+ * counter (ph_flow.ipb), so it is not kept twice; TCP flag counters live with
+ * the TCP state (ph_tcp_st.tcpf, 16 bits until one would overflow, then 32 in
+ * a ph_tcp_wide record) and empty-packet counters in the flow.
  */
 #ifndef PH_STATS_H
 #define PH_STATS_H
@@ -41,8 +43,6 @@ typedef struct ph_dstat {
     ph_u128x iat_sq;        /* sum of squared inter-arrival times (ns^2) */
     uint64_t iat_min, iat_max;
     uint32_t sz_min, sz_max;
-    uint32_t tcpf[8];       /* packets with FIN SYN RST PSH ACK URG ECE CWR (bit order) */
-    uint32_t empty;         /* packets without transport payload */
 } ph_dstat;
 
 /* Inter-arrival statistics over both directions. */
@@ -94,11 +94,11 @@ static inline void ph_dstat_iat(ph_dstat *d, uint64_t x)
         d->iat_max = x;
 }
 
-/* Count the TCP flag bits of one packet (PH_TCP_* order = tcpf order). */
-static inline void ph_dstat_tcpflags(ph_dstat *d, uint8_t flags)
+/* Count the TCP flag bits of one packet in tcpf[8] (PH_TCP_* bit order). */
+static inline void ph_tcpflags_count(uint32_t tcpf[8], uint8_t flags)
 {
     while (flags) {
-        d->tcpf[__builtin_ctz(flags)]++;
+        tcpf[__builtin_ctz(flags)]++;
         flags &= (uint8_t)(flags - 1);
     }
 }
