@@ -15,7 +15,9 @@ import numpy as np
 
 import floodgen
 from pyhunt import _ext
-from pyhunt.flows import _DTYPE
+from pyhunt.schema import dtype
+
+_DTYPE = dtype()
 
 T0 = 1_700_000_000 * 1_000_000_000
 N = 1 << 15            # flows per run (and the table's capacity)
