@@ -103,7 +103,7 @@ cdef extern from "ph_engine.h":
         uint64_t counters[1]
         void *tab
         ph_error err
-        size_t qlen
+        size_t qhead, qlen
     const char *const ph_counter_names[]
     ph_engine *ph_engine_new(const ph_decode_cfg *dcfg, const ph_flow_cfg *fcfg)
     void ph_engine_free(ph_engine *e)
@@ -118,6 +118,8 @@ cdef extern from "ph_engine.h":
     void ph_engine_finish(ph_engine *e, int reason) nogil
     const ph_flow_rec *ph_engine_queue(const ph_engine *e, size_t *n)
     void ph_engine_clear(ph_engine *e)
+    size_t ph_engine_queued(const ph_engine *e)
+    void ph_engine_consume(ph_engine *e, size_t n)
 
 cdef extern from "ph_format.h":
     ctypedef struct ph_buf:
@@ -368,12 +370,15 @@ cdef class Engine:
         with nogil:
             ph_engine_finish(self.e, reason)
 
-    def take_raw(self):
-        """Queued records as a new bytearray of RECORD_SIZE-byte records (the queue is emptied)."""
+    def take_raw(self, size_t max_records=0):
+        """Queued records (the oldest max_records of them if not 0) as a new bytearray of RECORD_SIZE-byte
+        records, removed from the queue."""
         cdef size_t n
         cdef const ph_flow_rec *q = ph_engine_queue(self.e, &n)
+        if max_records and n > max_records:
+            n = max_records
         raw = PyByteArray_FromStringAndSize(<const char *>q if n else NULL, n * PH_REC_SIZE)
-        ph_engine_clear(self.e)
+        ph_engine_consume(self.e, n)
         return raw
 
     def take(self):
@@ -385,7 +390,7 @@ cdef class Engine:
         return np.frombuffer(self.take_raw(), dtype=self.dtype)
 
     def queued(self):
-        return self.e.qlen
+        return ph_engine_queued(self.e)
 
     def counters(self):
         """Every PH_C_* counter by name."""

@@ -132,6 +132,12 @@ struct ph_eslot {
 static void engine_emit(void *ctx, const ph_flow_rec *rec)
 {
     ph_engine *e = ctx;
+    if (e->qlen == e->qcap && e->qhead) {
+        /* Python took part of the queue: move the rest to the front */
+        memmove(e->queue, e->queue + e->qhead, (e->qlen - e->qhead) * sizeof *e->queue);
+        e->qlen -= e->qhead;
+        e->qhead = 0;
+    }
     if (e->qlen == e->qcap) {
         size_t ncap = e->qcap ? e->qcap * 2 : 1024;
         ph_flow_rec *nq = realloc(e->queue, ncap * sizeof *nq);
@@ -346,7 +352,7 @@ static int run_ahead(ph_engine *e, size_t batch, uint64_t max_packets)
         table_one(e, &ring[head++ % (2 * PH_AHEAD)]);
         if (e->nomem)
             break;
-        if (e->qlen >= batch)
+        if (ph_engine_queued(e) >= batch)
             full = 1;
     }
     fold_counters(e);
@@ -368,7 +374,7 @@ static int run_inline(ph_engine *e, size_t batch, uint64_t max_packets)
         table_one(e, &s);
         if (e->nomem)
             break;
-        if (e->qlen >= batch) {
+        if (ph_engine_queued(e) >= batch) {
             full = 1;
             break;
         }
@@ -616,7 +622,7 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
             __atomic_store_n(&q->head, head, __ATOMIC_SEQ_CST);
             pipe_wake(q, &q->rwait);
         }
-        if (!full && (e->nomem || e->qlen >= batch)) {
+        if (!full && (e->nomem || ph_engine_queued(e) >= batch)) {
             full = 1;   /* stop reading; what was read is still processed */
             __atomic_store_n(&q->stop, 1, __ATOMIC_SEQ_CST);
             pipe_wake(q, &q->rwait);

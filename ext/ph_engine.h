@@ -37,7 +37,7 @@ typedef struct ph_engine {
     ph_decoder *dec;
     ph_flowtab *tab;
     ph_flow_rec *queue;      /* exported records waiting for Python */
-    size_t qlen, qcap;
+    size_t qhead, qlen, qcap;   /* records [qhead, qlen) are queued */
     int nomem;
     int pipeline;            /* PH_PIPE_* (default PH_PIPE_AUTO) */
     int ncpu;                /* CPUs this process may run on */
@@ -87,8 +87,21 @@ void ph_engine_advance(ph_engine *e, int64_t now_ns);
 /* End of input: drop incomplete fragments, export every open flow. */
 void ph_engine_finish(ph_engine *e, int reason);
 
-/* Export queue access: records [0, qlen) are valid until ph_engine_clear. */
-static inline const ph_flow_rec *ph_engine_queue(const ph_engine *e, size_t *n) { *n = e->qlen; return e->queue; }
-static inline void ph_engine_clear(ph_engine *e) { e->qlen = 0; }
+/* Export queue access: records [qhead, qlen) wait for Python; the pointer is
+ * valid until the next call that may export (run, packet, advance, finish). */
+static inline size_t ph_engine_queued(const ph_engine *e) { return e->qlen - e->qhead; }
+static inline const ph_flow_rec *ph_engine_queue(const ph_engine *e, size_t *n)
+{
+    *n = e->qlen - e->qhead;
+    return e->queue ? e->queue + e->qhead : NULL;   /* no queue before the first record */
+}
+/* The first n queued records were taken (n <= ph_engine_queued). */
+static inline void ph_engine_consume(ph_engine *e, size_t n)
+{
+    e->qhead += n;
+    if (e->qhead >= e->qlen)
+        e->qhead = e->qlen = 0;
+}
+static inline void ph_engine_clear(ph_engine *e) { e->qhead = e->qlen = 0; }
 
 #endif /* PH_ENGINE_H */

@@ -429,14 +429,14 @@ static int ring_drain(ph_live *l, ph_engine *e, size_t batch)
         while (l->pkt_left > 0) {
             if (ring_packet(l, e, (uint8_t *)bd) == PH_RUN_NOMEM)
                 return PH_LIVE_NOMEM;
-            if (e->qlen >= batch && l->pkt_left > 0)
+            if (ph_engine_queued(e) >= batch && l->pkt_left > 0)
                 return 1;
         }
         __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         l->in_block = 0;
         l->cur = (l->cur + 1) % l->block_count;
         l->st.blocks++;
-        if (e->qlen >= batch)
+        if (ph_engine_queued(e) >= batch)
             return 1;
     }
     return 0;
@@ -626,7 +626,7 @@ static int tun_drain(ph_live *l, ph_engine *e, size_t batch)
         while (l->next < l->nready) {
             if (tun_datagram(l, e, l->next++) == PH_RUN_NOMEM)
                 return PH_LIVE_NOMEM;
-            if (e->qlen >= batch)
+            if (ph_engine_queued(e) >= batch)
                 return 1;
         }
     }
@@ -651,7 +651,7 @@ int ph_live_run(ph_live *l, ph_engine *e, int timeout_ms, size_t batch)
         ph_engine_advance(e, real_ns());
         if (e->nomem)
             return PH_LIVE_NOMEM;
-        if (e->qlen >= batch)
+        if (ph_engine_queued(e) >= batch)
             return PH_LIVE_BATCH;
         int64_t left = deadline - mono_ms();
         if (left <= 0)

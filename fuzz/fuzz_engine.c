@@ -22,12 +22,16 @@
 typedef struct fuzz_state {
     ph_buf out;
     uint64_t records, updates;
+    size_t take;   /* records taken per look at the queue while reading (0 = all; the rest waits) */
 } fuzz_state;
 
-static void format_queue(ph_engine *e, fuzz_state *st)
+/* Take (at most max, 0 = all) queued records: count and format them. */
+static void format_queue(ph_engine *e, fuzz_state *st, size_t max)
 {
     size_t n;
     const ph_flow_rec *q = ph_engine_queue(e, &n);
+    if (max && n > max)
+        n = max;
     static const ph_format_opts opts_list[2] = {{NULL, NULL}, {"sensor \"1\"\n", "pyhunt.fuzz"}};
 
     for (size_t i = 0; i < n; i++) {
@@ -52,7 +56,13 @@ static void format_queue(ph_engine *e, fuzz_state *st)
         ph_format_uid(q[i].flow_id, uid);
         FUZZ_CHECK(memchr(uid, 0, sizeof uid) != NULL);
     }
-    ph_engine_clear(e);
+    ph_engine_consume(e, n);
+}
+
+static void drain_queue(ph_engine *e, fuzz_state *st)
+{
+    while (ph_engine_queued(e))
+        format_queue(e, st, 0);
 }
 
 /* Run the engine over the buffer fed last until it needs more or stops. */
@@ -61,7 +71,7 @@ static int run_buffer(ph_engine *e, size_t batch, fuzz_state *st)
     for (uint32_t step = 0; step < MAX_STEPS; step++) {
         int rc = ph_engine_run(e, batch, 1 + step % 97);   /* small max_packets: YIELD paths */
         if (rc == PH_RUN_BATCH || rc == PH_RUN_YIELD) {
-            format_queue(e, st);
+            format_queue(e, st, st->take);
             continue;
         }
         FUZZ_CHECK(rc != PH_RUN_NOMEM);
@@ -148,16 +158,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(e != NULL);
     e->pipeline = PH_PIPE_OFF;
     memset(&st, 0, sizeof st);
+    st.take = ((v >> 23) & 1) ? 1 + (size_t)((v >> 24) % 5) : 0;
 
     read_capture(e, data, size, streamed, &seed, batch, &st);
     if (twice)
         read_capture(e, data, size, !streamed, &seed, batch, &st);
     if (e->last_ts > INT64_MIN && e->last_ts < INT64_MAX - 7200 * PH_NS_PER_SEC) {
         ph_engine_advance(e, e->last_ts + 7200 * PH_NS_PER_SEC);   /* live-capture timers */
-        format_queue(e, &st);
+        drain_queue(e, &st);
     }
     ph_engine_finish(e, PH_END_END_OF_INPUT);
-    format_queue(e, &st);
+    drain_queue(e, &st);
 
     uint64_t sum = 0;
     for (int i = PH_C_IN_FLOW; i < PH_C__DISPOSITION_END; i++)

@@ -159,7 +159,7 @@ class FlowMeter:
     tunnel_disable: Sequence[str] = ()
     tunnel_ports: Mapping[str, Sequence[int]] | None = None
     teredo_dpd: bool = True
-    batch_size: int = 65536
+    batch_size: int = 16384
     errors: list[CaptureError] = field(default_factory=list)
     _engine: _ext.Engine | None = field(default=None, repr=False)
 
@@ -214,7 +214,7 @@ class FlowMeter:
         if finish:
             eng.finish(END_OF_INPUT)
             while eng.queued():
-                yield FlowBatch(eng.take_raw())
+                yield FlowBatch(eng.take_raw(self.batch_size))
 
     def _read_one(self, eng: _ext.Engine, path: str,
                   progress: Callable[[Progress], None] | None) -> Iterator[FlowBatch]:
