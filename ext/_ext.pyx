@@ -9,7 +9,8 @@ NDJSON does not pay for it.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset, strncpy
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBuffer_FillInfo, PyBUF_ANY_CONTIGUOUS
+from libc.stdlib cimport free
 from cpython.bytearray cimport PyByteArray_FromStringAndSize
 
 cdef extern from "ph_types.h":
@@ -120,6 +121,8 @@ cdef extern from "ph_engine.h":
     void ph_engine_clear(ph_engine *e)
     size_t ph_engine_queued(const ph_engine *e)
     void ph_engine_consume(ph_engine *e, size_t n)
+    ph_flow_rec *ph_engine_detach(ph_engine *e, size_t *n, size_t *cap)
+    int ph_engine_reuse(ph_engine *e, ph_flow_rec *q, size_t cap)
 
 cdef extern from "ph_format.h":
     ctypedef struct ph_buf:
@@ -237,6 +240,55 @@ def default_server_ports():
     return tcp, udp
 
 
+cdef class _SpareQueue:
+    """One export queue given back by a RecordBuffer, for the engine to fill again (so a new
+    batch neither allocates nor faults in fresh pages). Shared by an Engine and its buffers;
+    touched only with the GIL held."""
+    cdef void *p
+    cdef size_t cap
+
+    def __dealloc__(self):
+        free(self.p)
+
+
+cdef class RecordBuffer:
+    """Flow records handed over by the engine without a copy: a writable bytes-like object
+    (buffer protocol, ``len`` in bytes). When the last reference goes, the memory goes back to
+    its engine for the next batch (or is freed)."""
+    cdef char *p
+    cdef Py_ssize_t n
+    cdef size_t cap
+    cdef _SpareQueue spare
+
+    @staticmethod
+    cdef RecordBuffer adopt(void *p, Py_ssize_t n, size_t cap, _SpareQueue spare):
+        cdef RecordBuffer b = RecordBuffer.__new__(RecordBuffer)
+        b.p = <char *>p
+        b.n = n
+        b.cap = cap
+        b.spare = spare
+        return b
+
+    def __dealloc__(self):
+        if self.spare is not None and self.spare.p == NULL:
+            self.spare.p = self.p
+            self.spare.cap = self.cap
+        else:
+            free(self.p)
+
+    def __len__(self):
+        return self.n
+
+    def __getbuffer__(self, Py_buffer *buf, int flags):
+        PyBuffer_FillInfo(buf, self, self.p, self.n, 0, flags)
+
+    def __releasebuffer__(self, Py_buffer *buf):
+        pass
+
+    def __bytes__(self):
+        return self.p[:self.n] if self.n else b""
+
+
 cdef class Engine:
     """One flow engine: a decoder and a flow table fed with capture bytes.
 
@@ -251,6 +303,7 @@ cdef class Engine:
     cdef ph_engine *e
     cdef object _buf      # keeps the buffer the reader points into alive
     cdef object dtype
+    cdef _SpareQueue _spare   # a queue handed over by take_raw and given back (RecordBuffer)
 
     def __cinit__(self, dict config=None, dtype=None):
         cdef ph_decode_cfg dcfg
@@ -337,9 +390,15 @@ cdef class Engine:
         """Process packets until `batch` records are queued, `max_packets` were read,
         or the input stops (RUN_*)."""
         cdef int rc
+        self._reuse_queue()
         with nogil:
             rc = ph_engine_run(self.e, batch, max_packets)
         return rc
+
+    cdef void _reuse_queue(self):
+        if self._spare is not None and self._spare.p != NULL:
+            if ph_engine_reuse(self.e, <ph_flow_rec *>self._spare.p, self._spare.cap):
+                self._spare.p = NULL
 
     def feed_packet(self, const uint8_t[::1] data, int64_t ts_ns, uint32_t linktype=1, uint32_t mirror_id=0):
         """Process one packet given as bytes (live sources; tests). mirror_id: 0, or the VNI + 1 of a
@@ -367,14 +426,24 @@ cdef class Engine:
 
     def finish(self, int reason=0):
         """End of input: export every open flow."""
+        self._reuse_queue()
         with nogil:
             ph_engine_finish(self.e, reason)
 
     def take_raw(self, size_t max_records=0):
-        """Queued records (the oldest max_records of them if not 0) as a new bytearray of RECORD_SIZE-byte
-        records, removed from the queue."""
-        cdef size_t n
+        """Queued records (the oldest max_records of them if not 0), removed from the queue, as a
+        writable bytes-like object of RECORD_SIZE-byte records: the queue itself (a RecordBuffer, no
+        copy) when all of it is taken, else a new bytearray."""
+        cdef size_t n, cap
+        cdef ph_flow_rec *whole
         cdef const ph_flow_rec *q = ph_engine_queue(self.e, &n)
+        if n and (not max_records or n <= max_records):
+            whole = ph_engine_detach(self.e, &n, &cap)
+            if whole != NULL:
+                if self._spare is None:
+                    self._spare = _SpareQueue()
+                return RecordBuffer.adopt(whole, n * PH_REC_SIZE, cap, self._spare)
+            q = ph_engine_queue(self.e, &n)
         if max_records and n > max_records:
             n = max_records
         raw = PyByteArray_FromStringAndSize(<const char *>q if n else NULL, n * PH_REC_SIZE)

@@ -129,7 +129,7 @@ struct ph_eslot {
 /* ------------------------------------------------------------------ */
 /* Export queue                                                        */
 /* ------------------------------------------------------------------ */
-static void engine_emit(void *ctx, const ph_flow_rec *rec)
+static ph_flow_rec *engine_emit(void *ctx)
 {
     ph_engine *e = ctx;
     if (e->qlen == e->qcap && e->qhead) {
@@ -139,16 +139,39 @@ static void engine_emit(void *ctx, const ph_flow_rec *rec)
         e->qhead = 0;
     }
     if (e->qlen == e->qcap) {
-        size_t ncap = e->qcap ? e->qcap * 2 : 1024;
+        size_t ncap = e->qcap ? e->qcap * 2 : e->qfirst ? e->qfirst : 1024;
         ph_flow_rec *nq = realloc(e->queue, ncap * sizeof *nq);
         if (!nq) {
             e->nomem = 1;  /* the record is lost; reported as PH_RUN_NOMEM */
-            return;
+            return NULL;
         }
         e->queue = nq;
         e->qcap = ncap;
     }
-    e->queue[e->qlen++] = *rec;
+    return &e->queue[e->qlen++];
+}
+
+ph_flow_rec *ph_engine_detach(ph_engine *e, size_t *n, size_t *cap)
+{
+    *n = *cap = 0;
+    if (!e->queue || e->qhead || !e->qlen)
+        return NULL;
+    ph_flow_rec *q = e->queue;
+    *n = e->qlen;
+    *cap = e->qcap;
+    e->queue = NULL;
+    e->qlen = e->qcap = 0;
+    return q;
+}
+
+int ph_engine_reuse(ph_engine *e, ph_flow_rec *q, size_t cap)
+{
+    if (e->queue || !q || !cap)
+        return 0;
+    e->queue = q;
+    e->qcap = cap;
+    e->qhead = e->qlen = 0;
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -653,6 +676,8 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
 int ph_engine_run(ph_engine *e, size_t batch, uint64_t max_packets)
 {
     int rc;
+    /* a new queue holds the batch and what the packets in flight may add */
+    e->qfirst = batch < (1u << 20) ? batch + batch / 4 + PH_RING_SIZE : (1u << 20);
     if (e->pipe_skip)
         e->pipe_skip--;
     else if (e->pipeline != PH_PIPE_OFF && e->ncpu >= 2 && max_packets >= 2 * PH_RING_SIZE &&
@@ -695,6 +720,16 @@ void ph_engine_advance(ph_engine *e, int64_t now_ns)
 void ph_engine_finish(ph_engine *e, int reason)
 {
     ph_decoder_flush(e->dec);
+    /* room for every open flow at once (one allocation instead of doublings; if
+     * it fails, the queue grows as usual) */
+    size_t want = e->qlen + ph_flowtab_active(e->tab);
+    if (want > e->qcap) {
+        ph_flow_rec *nq = realloc(e->queue, want * sizeof *nq);
+        if (nq) {
+            e->queue = nq;
+            e->qcap = want;
+        }
+    }
     ph_flowtab_flush(e->tab, reason);
     fold_counters(e);
 }

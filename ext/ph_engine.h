@@ -38,6 +38,7 @@ typedef struct ph_engine {
     ph_flowtab *tab;
     ph_flow_rec *queue;      /* exported records waiting for Python */
     size_t qhead, qlen, qcap;   /* records [qhead, qlen) are queued */
+    size_t qfirst;           /* capacity of a new queue: the batch size of the last run and some room */
     int nomem;
     int pipeline;            /* PH_PIPE_* (default PH_PIPE_AUTO) */
     int ncpu;                /* CPUs this process may run on */
@@ -95,6 +96,15 @@ static inline const ph_flow_rec *ph_engine_queue(const ph_engine *e, size_t *n)
     *n = e->qlen - e->qhead;
     return e->queue ? e->queue + e->qhead : NULL;   /* no queue before the first record */
 }
+/* Hand the whole queue over without copying: returns the records (the caller
+ * frees them with free()) and sets *n, or NULL (*n = 0) when there is nothing
+ * to hand over whole (no records, or some were taken already); *cap is its
+ * room in records. The next export starts a new queue, sized for the batch,
+ * unless one comes back first (ph_engine_reuse). */
+ph_flow_rec *ph_engine_detach(ph_engine *e, size_t *n, size_t *cap);
+/* A queue handed over earlier, back for reuse (room for cap records): kept
+ * (returns 1) when the engine has no queue, else left to the caller (0). */
+int ph_engine_reuse(ph_engine *e, ph_flow_rec *q, size_t cap);
 /* The first n queued records were taken (n <= ph_engine_queued). */
 static inline void ph_engine_consume(ph_engine *e, size_t n)
 {

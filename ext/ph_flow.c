@@ -404,7 +404,7 @@ static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
     tun_release(t, f);
     slot_delete(t, ph_key_hash(&f->k), idx);
     ph_wheel_unlink(t, f);
-    if (f->heap)
+    if (t->hpos[idx])
         ph_heap_remove(t, f);
     f->kind = PH_K_FREE;
     f->wnext = t->free_head;
@@ -1007,7 +1007,11 @@ void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
     *lag2 = fnow;
     if (!fthen)
         return;
-    const ph_flow *f = ph_flow_at(t, fthen - 1);
+    ph_flow_prefetch_kx(t, ph_flow_at(t, fthen - 1));
+}
+
+void ph_flow_prefetch_kx(const ph_flowtab *t, const ph_flow *f)
+{
     if (!f->kx)
         return;
     if (f->kind == PH_K_TCP) {
@@ -1056,11 +1060,12 @@ ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_f
     t->nchunks = 0;
     t->chunks = calloc((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT, sizeof *t->chunks);
     t->heap = malloc((size_t)t->capacity * sizeof *t->heap);
+    t->hpos = calloc(t->capacity, sizeof *t->hpos);
     t->wheel = calloc(PH_WHEEL_SIZE, sizeof *t->wheel);
     t->wtail = calloc(PH_WHEEL_SIZE, sizeof *t->wtail);
     t->wbits = calloc(PH_WHEEL_SIZE / 64, sizeof *t->wbits);
     t->tchunks = calloc((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK, sizeof *t->tchunks);
-    if (!t->slots || !t->chunks || !t->heap || !t->wheel || !t->wtail || !t->wbits || !t->tchunks)
+    if (!t->slots || !t->chunks || !t->heap || !t->hpos || !t->wheel || !t->wtail || !t->wbits || !t->tchunks)
         goto error;
     if (t->cfg.emit_updates && t->cfg.active_timeout_ns > 0) {
         t->uchunks = calloc((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT, sizeof *t->uchunks);
@@ -1101,6 +1106,7 @@ void ph_flowtab_free(ph_flowtab *t)
     free(t->uchunks);
     free(t->slots);
     free(t->heap);
+    free(t->hpos);
     free(t->wheel);
     free(t->wtail);
     free(t->wbits);
@@ -1176,7 +1182,7 @@ size_t ph_flowtab_memory(const ph_flowtab *t)
            ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->chunks +
            (t->uchunks ? ((t->capacity + PH_CHUNK - 1) >> PH_CHUNK_SHIFT) * sizeof *t->uchunks +
                          (size_t)t->nchunks * PH_CHUNK * sizeof(int64_t) : 0) +
-           (size_t)t->capacity * sizeof *t->heap + PH_WHEEL_SIZE * (sizeof *t->wheel + sizeof *t->wtail) +
+           (size_t)t->capacity * (sizeof *t->heap + sizeof *t->hpos) + PH_WHEEL_SIZE * (sizeof *t->wheel + sizeof *t->wtail) +
            PH_WHEEL_SIZE / 64 * sizeof *t->wbits +
            (size_t)t->xnchunks * PH_OOO_POOL_CHUNK * sizeof(ph_ooo_blk) +
            ((t->capacity + PH_TUN_CHUNK - 1) / PH_TUN_CHUNK) * sizeof *t->tchunks +

@@ -52,7 +52,10 @@ typedef struct ph_flow_cfg {
 /* Zeek's defaults (timeouts, capacity 1<<20, seed 0, first_n 8, Zeek's likely_server_ports). */
 void ph_flow_cfg_default(ph_flow_cfg *cfg);
 
-typedef void (*ph_emit_fn)(void *ctx, const ph_flow_rec *rec);
+/* Export: returns where the next record is to be written (the table fills it
+ * in place before it calls anything else), or NULL when there is no room (the
+ * record is then built in a scratch record and dropped; the caller counts it). */
+typedef ph_flow_rec *(*ph_emit_fn)(void *ctx);
 
 typedef struct ph_flowtab ph_flowtab;
 

@@ -278,7 +278,9 @@ void ph_flow_export(ph_flowtab *t, ph_flow *f, int reason, int update)
 
 void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const uint8_t digest[20], uint64_t flow_id)
 {
-    ph_flow_rec *r = &t->rec;
+    ph_flow_rec *r = t->emit(t->ctx);
+    if (!r)
+        r = &t->rec;
     memset(r, 0, sizeof *r);
 
     r->flow_id = flow_id;
@@ -358,5 +360,4 @@ void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const
         t->ctr[PH_C_FLOW_UPDATES]++;
     else
         t->ctr[PH_C_FLOWS_EXPORTED]++;
-    t->emit(t->ctx, r);
 }

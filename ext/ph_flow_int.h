@@ -182,9 +182,10 @@ typedef struct ph_udp_st {
  * (ph_tun_info, tunx), interim-update timers (ph_flowtab.uchunks, by flow
  * index, only with interim updates on). Offsets:
  *     0  key (56)
- *    56  wheel links, heap position, index; wheel slot, kind, timeout class
- *    76  roles, history length, flags, history seen-mask, generation
- *    88  kx, tunx, ts_start, last_time, last packet per direction
+ *    56  wheel links, index; wheel slot, kind, timeout class (the heap
+ *        position is in ph_flowtab.hpos)
+ *    72  roles, history length, flags, history seen-mask, generation
+ *    84  kx, tunx, 4 spare bytes; 96 ts_start, last_time, last packet per direction
  *   128  packets and IP bytes per direction
  *   160  per-direction statistics (2 x 56), both-direction gaps (40)
  *   312  empty-packet counters, MACs, VLANs
@@ -195,7 +196,6 @@ typedef struct ph_flow {
     /* --- lookup, timer links, kind (first cache line) --- */
     ph_fkey k;
     uint32_t wnext, wprev;   /* inactivity wheel list (index + 1, 0 = none) */
-    uint32_t heap;           /* timer heap position + 1 (0 = not in the heap) */
     uint32_t self;           /* this flow's index */
     uint16_t wslot;          /* wheel bucket (valid when linked) */
     uint8_t kind;            /* PH_K_* */
@@ -293,6 +293,8 @@ struct ph_flowtab {
     uint32_t active;
     /* timers */
     ph_heap_ent *heap;
+    uint32_t *hpos;          /* per flow index: its heap position + 1 (0 = not in the heap); beside
+                                the heap, not in the flow, so a sift touches no flow's line */
     uint32_t hn;
     uint32_t *wheel;         /* bucket heads (index + 1) */
     uint32_t *wtail;         /* bucket tails (index + 1): a bucket lists its flows in insertion order */
@@ -322,7 +324,7 @@ struct ph_flowtab {
     int64_t gen_now;         /* the tick of gen_epoch */
     uint32_t gen_used;       /* its entries */
     uint32_t gen_sat;        /* 0, or 1 + flows created since the tick filled gen_tab */
-    ph_flow_rec rec;         /* scratch export record */
+    ph_flow_rec rec;         /* scratch export record (when emit has no room) */
     ph_flow_cfg cfg;
 };
 
@@ -472,6 +474,8 @@ void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo);
 /* ph_flow_timer.c */
 void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f);
 void ph_heap_remove(ph_flowtab *t, ph_flow *f);
+/* prefetch the flow's per-protocol record (its first line must be at hand: kx, kind) */
+void ph_flow_prefetch_kx(const ph_flowtab *t, const ph_flow *f);
 void ph_wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline);
 void ph_wheel_unlink(ph_flowtab *t, ph_flow *f);
 int ph_evict_one(ph_flowtab *t);

@@ -12,7 +12,7 @@
 static inline void heap_place(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
 {
     t->heap[pos] = e;
-    ph_flow_at(t, e.idx)->heap = pos + 1;
+    t->hpos[e.idx] = pos + 1;
 }
 
 static inline int heap_less(ph_heap_ent a, ph_heap_ent b)
@@ -50,8 +50,8 @@ static void heap_sift_down(ph_flowtab *t, uint32_t pos, ph_heap_ent e)
 
 void ph_heap_remove(ph_flowtab *t, ph_flow *f)
 {
-    uint32_t pos = f->heap - 1;
-    f->heap = 0;
+    uint32_t pos = t->hpos[f->self] - 1;
+    t->hpos[f->self] = 0;
     ph_heap_ent last = t->heap[--t->hn];
     if (pos == t->hn)
         return;
@@ -78,17 +78,17 @@ void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
             m = d;
     }
     if (m == PH_NO_TIME) {
-        if (f->heap)
+        if (t->hpos[f->self])
             ph_heap_remove(t, f);
         return;
     }
-    if (!f->heap) {
+    if (!t->hpos[f->self]) {
         ph_heap_ent e = { m, f->self };
         t->hn++;
         heap_sift_up(t, t->hn - 1, e);
         return;
     }
-    uint32_t pos = f->heap - 1;
+    uint32_t pos = t->hpos[f->self] - 1;
     ph_heap_ent e = t->heap[pos];
     int64_t old = e.t;
     e.t = m;
@@ -139,6 +139,28 @@ void ph_wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline)
     t->wbits[slot >> 6] |= 1ull << (slot & 63);
 }
 
+/* Under a flood every packet evicts, and a victim was last touched about a
+ * capacity's worth of flows ago: its lines are far from the caches. The next
+ * victims are the bucket's next flows, so fetch them ahead: the line of the
+ * head after next (its first line names the one after it), and for the next
+ * head, whose first line the unlink just wrote, its hash slot and its TCP/UDP
+ * record. */
+static void prefetch_victims(const ph_flowtab *t, uint32_t slot)
+{
+    uint32_t h1 = t->wheel[slot];
+    if (!h1)
+        return;
+    const ph_flow *f1 = ph_flow_at(t, h1 - 1);
+    __builtin_prefetch(&t->slots[ph_key_hash(&f1->k) & t->mask]);
+    ph_flow_prefetch_kx(t, f1);
+    if (!f1->wnext)
+        return;
+    const char *c = (const char *)ph_flow_at(t, f1->wnext - 1);
+    for (size_t off = 0; off < sizeof(ph_flow); off += 64)
+        __builtin_prefetch(c + off, 1);
+    __builtin_prefetch(c + sizeof(ph_flow) - 1, 1);
+}
+
 /* Heads of stale buckets moved per eviction at most (see ph_evict_one). */
 #define PH_EVICT_MOVES 64
 
@@ -182,6 +204,7 @@ int ph_evict_one(ph_flowtab *t)
         }
         t->ctr[PH_C_EVICTIONS]++;
         ph_flow_remove(t, f, idx, PH_END_EVICTED);
+        prefetch_victims(t, slot);
         return 0;
     }
 }

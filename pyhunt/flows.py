@@ -45,25 +45,29 @@ class CaptureError(Exception):
         super().__init__(f"{source}: {message}{where}")
 
 
+# the engine's raw records (Engine.take_raw)
+_RAW = (bytes, bytearray, _ext.RecordBuffer)
+
+
 class FlowBatch:
     """A batch of flow records; ``to_numpy()`` is zero-copy, ``to_ndjson()`` runs in C.
 
     ``records``: a structured array of ``pyhunt.schema.dtype()``, or the engine's raw records
-    (a bytearray of whole ``RECORD_SIZE``-byte records, ``Engine.take_raw()``)."""
+    (a bytes-like object of whole ``RECORD_SIZE``-byte records, ``Engine.take_raw()``)."""
 
     __slots__ = ("_records",)
 
-    def __init__(self, records: np.ndarray | bytearray):
+    def __init__(self, records: np.ndarray | bytearray | _ext.RecordBuffer):
         self._records = records
 
     def __len__(self) -> int:
         r = self._records
-        return len(r) // _ext.RECORD_SIZE if isinstance(r, (bytes, bytearray)) else len(r)
+        return len(r) // _ext.RECORD_SIZE if isinstance(r, _RAW) else len(r)
 
     def to_numpy(self) -> np.ndarray:
         """The records as a structured array of ``pyhunt.schema.dtype()`` (no copy)."""
         r = self._records
-        if isinstance(r, (bytes, bytearray)):
+        if isinstance(r, _RAW):
             import numpy as np
             r = self._records = np.frombuffer(r, dtype=dtype())
         return r

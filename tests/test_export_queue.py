@@ -1,0 +1,103 @@
+"""The export queue's hand-over (Engine.take_raw): taking the whole queue hands its memory to Python
+without a copy (a RecordBuffer), and when that buffer is dropped the engine fills it again for a
+later batch. A batch that is still referenced must never be reused, and the records must be the
+same whichever way the batches were taken or kept.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import floodgen
+from pyhunt import _ext
+from pyhunt.flows import FlowBatch, FlowMeter
+from pyhunt.schema import dtype
+
+T0 = 1_700_000_000 * 1_000_000_000
+N = 6000
+
+
+def _capture(tmp_path):
+    recs = floodgen.syn_flood(N, start_ns=T0, gap_ns=1000)
+    path = tmp_path / "syn.pcap"
+    path.write_bytes(floodgen.PCAP_HEADER + recs.tobytes())
+    return path
+
+
+def _meter():
+    # a small table: most flows are evicted while reading, so batches fill during the run
+    return FlowMeter(capacity=512, batch_size=256)
+
+
+def test_whole_queue_is_handed_over_without_a_copy(tmp_path):
+    path = _capture(tmp_path)
+    eng = _ext.Engine({"capacity": 512})
+    eng.feed(path.read_bytes(), True)
+    eng.run(256)
+    n = eng.queued()
+    assert n >= 256
+    raw = eng.take_raw()
+    assert isinstance(raw, _ext.RecordBuffer)
+    assert len(raw) == n * _ext.RECORD_SIZE and eng.queued() == 0
+    view = memoryview(raw)
+    assert view.nbytes == len(raw) and not view.readonly
+    arr = np.frombuffer(raw, dtype=dtype())
+    assert len(arr) == n and arr.flags.writeable
+    assert bytes(raw) == view.tobytes()
+    assert set(arr["proto"]) == {6} and (arr["orig_pkts"] == 1).all()
+    # the array keeps the records alive after the buffer's own name is gone
+    del raw, view
+    eng.run(256)
+    assert (arr["orig_pkts"] == 1).all() and set(arr["resp_p"]) == {80}
+
+
+def test_a_partial_take_copies_and_leaves_the_rest(tmp_path):
+    path = _capture(tmp_path)
+    eng = _ext.Engine({"capacity": 512})
+    eng.feed(path.read_bytes(), True)
+    eng.run(256)
+    n = eng.queued()
+    part = eng.take_raw(100)
+    assert isinstance(part, bytearray) and len(part) == 100 * _ext.RECORD_SIZE
+    assert eng.queued() == n - 100
+    rest = eng.take_raw()
+    assert len(rest) == (n - 100) * _ext.RECORD_SIZE and eng.queued() == 0
+    first = np.frombuffer(part, dtype=dtype())
+    second = np.frombuffer(rest, dtype=dtype())
+    assert len(set(first["community_id"]) | set(second["community_id"])) == n
+
+
+def test_dropped_batches_are_reused_and_kept_batches_are_not(tmp_path):
+    path = _capture(tmp_path)
+    # 1. every batch dropped at once (its memory goes back to the engine): keep copies
+    copies, addrs = [], []
+    for batch in _meter().read(str(path)):
+        copies.append(bytes(batch._records))
+        if isinstance(batch._records, _ext.RecordBuffer):
+            addrs.append(np.frombuffer(batch._records, np.uint8).__array_interface__["data"][0])
+    assert len(addrs) >= 4 and len(set(addrs)) < len(addrs), "dropped batches' memory was not reused"
+
+    # 2. every batch kept alive, as arrays, until the end
+    kept = [b.to_numpy() for b in _meter().read(str(path))]
+    live = [a.__array_interface__["data"][0] for a in kept]
+    assert len(set(live)) == len(live), "a batch still referenced was filled again"
+    # 3. batches formatted as they come (the CLI's path) and dropped
+    lines = b"".join(b.to_ndjson("zeek-json") for b in _meter().read(str(path)))
+
+    got = np.frombuffer(b"".join(copies), dtype=dtype())
+    held = np.concatenate(kept)
+    assert len(got) == len(held) == N
+    assert got.tobytes() == held.tobytes()
+    assert FlowBatch(held).to_ndjson("zeek-json") == lines
+    assert len(set(held["community_id"])) == N
+
+
+def test_a_buffer_outlives_its_engine(tmp_path):
+    path = _capture(tmp_path)
+    eng = _ext.Engine({"capacity": 512})
+    eng.feed(path.read_bytes(), True)
+    eng.run(256)
+    raw = eng.take_raw()
+    expect = bytes(raw)
+    del eng
+    assert bytes(raw) == expect
+    del raw   # freed here (its spare slot outlives the engine too)
