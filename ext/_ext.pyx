@@ -117,6 +117,7 @@ cdef extern from "ph_engine.h":
     int ph_engine_packet(ph_engine *e, const ph_pkt *pkt) nogil
     void ph_engine_advance(ph_engine *e, int64_t now_ns) nogil
     void ph_engine_finish(ph_engine *e, int reason) nogil
+    size_t ph_engine_finish_step(ph_engine *e, int reason, size_t max) nogil
     const ph_flow_rec *ph_engine_queue(const ph_engine *e, size_t *n)
     void ph_engine_clear(ph_engine *e)
     size_t ph_engine_queued(const ph_engine *e)
@@ -424,11 +425,15 @@ cdef class Engine:
         with nogil:
             ph_engine_advance(self.e, now_ns)
 
-    def finish(self, int reason=0):
-        """End of input: export every open flow."""
+    def finish(self, int reason=0, size_t max_records=0):
+        """End of input: export the open flows, oldest first -- all of them, or with max_records
+        at most that many per call (take them between calls). Returns how many are left (0: done);
+        a run, packet or advance call ends a flush under way."""
+        cdef size_t left
         self._reuse_queue()
         with nogil:
-            ph_engine_finish(self.e, reason)
+            left = ph_engine_finish_step(self.e, reason, max_records)
+        return left
 
     def take_raw(self, size_t max_records=0):
         """Queued records (the oldest max_records of them if not 0), removed from the queue, as a

@@ -719,10 +719,16 @@ void ph_engine_advance(ph_engine *e, int64_t now_ns)
 
 void ph_engine_finish(ph_engine *e, int reason)
 {
-    ph_decoder_flush(e->dec);
-    /* room for every open flow at once (one allocation instead of doublings; if
-     * it fails, the queue grows as usual) */
-    size_t want = e->qlen + ph_flowtab_active(e->tab);
+    ph_engine_finish_step(e, reason, 0);
+}
+
+size_t ph_engine_finish_step(ph_engine *e, int reason, size_t max)
+{
+    ph_decoder_flush(e->dec);   /* fragments still held (nothing the second time) */
+    /* room for this step at once (one allocation instead of doublings; if it
+     * fails, the queue grows as usual) */
+    size_t n = ph_flowtab_active(e->tab);
+    size_t want = e->qlen + (max && max < n ? max : n);
     if (want > e->qcap) {
         ph_flow_rec *nq = realloc(e->queue, want * sizeof *nq);
         if (nq) {
@@ -730,6 +736,7 @@ void ph_engine_finish(ph_engine *e, int reason)
             e->qcap = want;
         }
     }
-    ph_flowtab_flush(e->tab, reason);
+    size_t left = ph_flowtab_flush_step(e->tab, reason, max);
     fold_counters(e);
+    return left;
 }

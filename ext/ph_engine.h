@@ -87,6 +87,10 @@ int ph_engine_packet(ph_engine *e, const ph_pkt *pkt);
 void ph_engine_advance(ph_engine *e, int64_t now_ns);
 /* End of input: drop incomplete fragments, export every open flow. */
 void ph_engine_finish(ph_engine *e, int reason);
+/* The same in steps of at most max records (0 = all): returns how many open
+ * flows are left to export (0 = done). Records go to the queue as usual; take
+ * them between steps. A run, packet or advance call ends a flush under way. */
+size_t ph_engine_finish_step(ph_engine *e, int reason, size_t max);
 
 /* Export queue access: records [qhead, qlen) wait for Python; the pointer is
  * valid until the next call that may export (run, packet, advance, finish). */

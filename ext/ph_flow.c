@@ -1120,6 +1120,7 @@ void ph_flowtab_free(ph_flowtab *t)
     ph_pool_free(&t->udp);
     ph_pool_free(&t->cold);
     ph_pool_free(&t->wide);
+    free(t->fl);
     free(t);
 }
 
@@ -1140,10 +1141,12 @@ static int flush_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : (x->idx > y->idx);
 }
 
-void ph_flowtab_flush(ph_flowtab *t, int reason)
+/* Order the open flows for a flush (by start time, then id); without memory
+ * for the list, export them at once in table order instead. */
+static void flush_begin(ph_flowtab *t, int reason)
 {
-    if (!t->active)
-        return;
+    t->fl_reason = reason;
+    t->fl_n = t->fl_pos = 0;
     flush_ent *v = malloc((size_t)t->active * sizeof *v);
     uint32_t n = 0;
     for (uint32_t i = 0; i < t->n_used; i++) {
@@ -1162,15 +1165,43 @@ void ph_flowtab_flush(ph_flowtab *t, int reason)
     if (!v)
         return;
     qsort(v, n, sizeof *v, flush_cmp);
-    for (uint32_t i = 0; i < n; i++) {
+    t->fl = v;
+    t->fl_n = n;
+}
+
+size_t ph_flowtab_flush_step(ph_flowtab *t, int reason, size_t max)
+{
+    if (!t->fl) {
+        if (!t->active)
+            return 0;
+        flush_begin(t, reason);
+        if (!t->fl)
+            return 0;
+    }
+    flush_ent *v = t->fl;
+    uint32_t end = t->fl_n;
+    if (max && max < end - t->fl_pos)
+        end = t->fl_pos + (uint32_t)max;
+    for (uint32_t i = t->fl_pos; i < end; i++) {
         ph_flow *f = ph_flow_at(t, v[i].idx);
         /* a flow already past its inactivity deadline (the wheel exports
          * those when their bucket ends) timed out rather than being flushed */
-        int why = ph_flow_deadline(t, f) <= t->now ? PH_END_INACTIVITY : reason;
+        int why = ph_flow_deadline(t, f) <= t->now ? PH_END_INACTIVITY : t->fl_reason;
         ph_flow_export_ids(t, f, why, 0, v[i].digest, v[i].id);
         flow_unlink(t, f, v[i].idx);
     }
-    free(v);
+    t->fl_pos = end;
+    if (end < t->fl_n)
+        return t->fl_n - end;
+    free(t->fl);
+    t->fl = NULL;
+    t->fl_n = t->fl_pos = 0;
+    return 0;
+}
+
+void ph_flowtab_flush(ph_flowtab *t, int reason)
+{
+    ph_flowtab_flush_step(t, reason, 0);
 }
 
 size_t ph_flowtab_active(const ph_flowtab *t) { return t->active; }

@@ -79,6 +79,12 @@ void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns);
 
 /* Export every open flow (end of input or shutdown), reason PH_END_*. */
 void ph_flowtab_flush(ph_flowtab *t, int reason);
+/* The same in steps: the first call orders the open flows (as the flush
+ * does), each call exports up to max of them (0 = all) and returns how many
+ * are left; the reason of the first call holds until the flush ends. While a
+ * flush is under way nothing else may change the table: ph_flowtab_packet and
+ * ph_flowtab_advance end it first. */
+size_t ph_flowtab_flush_step(ph_flowtab *t, int reason, size_t max);
 
 /* Flows currently in the table, and bytes of memory the table holds. */
 size_t ph_flowtab_active(const ph_flowtab *t);

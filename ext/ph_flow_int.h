@@ -325,6 +325,9 @@ struct ph_flowtab {
     uint32_t gen_used;       /* its entries */
     uint32_t gen_sat;        /* 0, or 1 + flows created since the tick filled gen_tab */
     ph_flow_rec rec;         /* scratch export record (when emit has no room) */
+    struct flush_ent *fl;    /* a flush under way (ph_flowtab_flush_step): the flows in export order ... */
+    uint32_t fl_n, fl_pos;   /* ... how many, and how many were exported */
+    int fl_reason;
     ph_flow_cfg cfg;
 };
 
@@ -474,6 +477,12 @@ void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo);
 /* ph_flow_timer.c */
 void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f);
 void ph_heap_remove(ph_flowtab *t, ph_flow *f);
+/* Something else is about to change the table: end a flush under way. */
+static inline void ph_flush_end(ph_flowtab *t)
+{
+    if (t->fl)
+        ph_flowtab_flush_step(t, t->fl_reason, 0);
+}
 /* prefetch the flow's per-protocol record (its first line must be at hand: kx, kind) */
 void ph_flow_prefetch_kx(const ph_flowtab *t, const ph_flow *f);
 void ph_wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline);

@@ -319,6 +319,7 @@ static void wheel_advance(ph_flowtab *t, int64_t now)
 
 void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns)
 {
+    ph_flush_end(t);
     if (t->now == INT64_MIN) {
         t->wcur = now_ns >> PH_WHEEL_GRAN_SHIFT;
         t->prev_now = now_ns;

@@ -163,12 +163,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     read_capture(e, data, size, streamed, &seed, batch, &st);
     if (twice)
         read_capture(e, data, size, !streamed, &seed, batch, &st);
-    if (e->last_ts > INT64_MIN && e->last_ts < INT64_MAX - 7200 * PH_NS_PER_SEC) {
+    /* the end: the whole flush at once, or in steps of a few records with the
+     * queue taken between them (and, sometimes, time advanced mid-flush, which
+     * ends it) */
+    size_t step = ((v >> 27) & 1) ? 1 + (size_t)((v >> 28) % 8) : 0;
+    if (!step && e->last_ts > INT64_MIN && e->last_ts < INT64_MAX - 7200 * PH_NS_PER_SEC) {
         ph_engine_advance(e, e->last_ts + 7200 * PH_NS_PER_SEC);   /* live-capture timers */
         drain_queue(e, &st);
     }
-    ph_engine_finish(e, PH_END_END_OF_INPUT);
-    drain_queue(e, &st);
+    if (step) {
+        int advance_mid = (v >> 31) & 1;
+        for (size_t left = 1, k = 0; left; k++) {
+            left = ph_engine_finish_step(e, PH_END_END_OF_INPUT, step);
+            drain_queue(e, &st);
+            if (left && advance_mid && k == 1 && e->last_ts > INT64_MIN) {
+                ph_engine_advance(e, e->last_ts);
+                drain_queue(e, &st);
+                FUZZ_CHECK(ph_flowtab_active(e->tab) == 0);
+            }
+        }
+    } else {
+        ph_engine_finish(e, PH_END_END_OF_INPUT);
+        drain_queue(e, &st);
+    }
 
     uint64_t sum = 0;
     for (int i = PH_C_IN_FLOW; i < PH_C__DISPOSITION_END; i++)

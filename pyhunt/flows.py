@@ -216,9 +216,13 @@ class FlowMeter:
         for path in captures:
             yield from self._read_one(eng, path, progress)
         if finish:
-            eng.finish(END_OF_INPUT)
-            while eng.queued():
-                yield FlowBatch(eng.take_raw(self.batch_size))
+            # in batches: each step's records are handed over whole (no copy)
+            while True:
+                left = eng.finish(END_OF_INPUT, max(1, self.batch_size - eng.queued()))
+                if eng.queued():
+                    yield FlowBatch(eng.take_raw())
+                if not left:
+                    break
 
     def _read_one(self, eng: _ext.Engine, path: str,
                   progress: Callable[[Progress], None] | None) -> Iterator[FlowBatch]:

@@ -101,3 +101,36 @@ def test_a_buffer_outlives_its_engine(tmp_path):
     del eng
     assert bytes(raw) == expect
     del raw   # freed here (its spare slot outlives the engine too)
+
+
+def test_end_of_input_is_handed_over_in_batches(tmp_path):
+    path = _capture(tmp_path)
+    # a table that holds every flow: all N are exported by the end-of-input flush
+    batches = list(FlowMeter(capacity=1 << 16, batch_size=1000).read(str(path)))
+    assert [len(b) for b in batches] == [1000] * (N // 1000)
+    assert all(isinstance(b._records, _ext.RecordBuffer) for b in batches)
+    stepped = b"".join(bytes(b._records) for b in batches)
+
+    eng = _ext.Engine({"capacity": 1 << 16})
+    eng.feed(path.read_bytes(), True)
+    eng.run(1 << 20)
+    assert eng.queued() == 0 and eng.active_flows() == N
+    assert eng.finish(0) == 0
+    whole = bytes(eng.take_raw())
+    assert stepped == whole   # same records, same order (oldest first)
+
+
+def test_time_advancing_mid_flush_ends_the_flush(tmp_path):
+    path = _capture(tmp_path)
+    eng = _ext.Engine({"capacity": 1 << 16})
+    eng.feed(path.read_bytes(), True)
+    eng.run(1 << 20)
+    assert eng.finish(0, 10) == N - 10
+    assert eng.queued() == 10 and eng.active_flows() == N - 10
+    first = np.frombuffer(eng.take_raw(), dtype=dtype())
+    eng.advance(T0 + N * 1000)      # anything that changes the table ends the flush first
+    assert eng.active_flows() == 0 and eng.queued() == N - 10
+    rest = np.frombuffer(eng.take_raw(), dtype=dtype())
+    assert eng.finish(0, 10) == 0 and eng.queued() == 0
+    ts = np.concatenate([first["ts_start"], rest["ts_start"]])
+    assert (np.diff(ts) >= 0).all() and len(set(np.concatenate([first, rest])["community_id"])) == N
