@@ -991,15 +991,22 @@ void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
     uint64_t then = *lag;
     *lag = now;
     if (then) {
-        uint32_t h = (uint32_t)then;
-        uint64_t v = t->slots[h & t->mask];
-        if (v && (uint32_t)(v >> 32) == h) {
+        uint32_t h = (uint32_t)then, i = h & t->mask;
+        /* the flow's slot: its home slot or, pushed along by linear probing,
+         * a later one of the same (cached) line of 8 slots */
+        for (uint32_t end = (i | 7u) <= t->mask ? (i | 7u) : t->mask; i <= end; i++) {
+            uint64_t v = t->slots[i];
+            if (!v)
+                break;
+            if ((uint32_t)(v >> 32) != h)
+                continue;
             /* every line of the flow: a packet touches most of them */
             const char *c = (const char *)ph_flow_at(t, (uint32_t)v - 1);
             for (size_t off = 0; off < sizeof(ph_flow); off += 64)
                 __builtin_prefetch(c + off);
             __builtin_prefetch(c + sizeof(ph_flow) - 1);
             fnow = (uint32_t)v;
+            break;
         }
     }
     uint32_t *lag2 = &t->pf_idx[n & (PH_PF_LAG2 - 1)];
