@@ -161,6 +161,15 @@ ph_flow_rec *ph_engine_detach(ph_engine *e, size_t *n, size_t *cap)
     *cap = e->qcap;
     e->queue = NULL;
     e->qlen = e->qcap = 0;
+    if (*n < *cap - *cap / 4) {
+        /* mostly empty (the last batch of an input): whoever keeps it should
+         * not keep the room too; shrinking is done in place */
+        ph_flow_rec *shrunk = realloc(q, *n * sizeof *q);
+        if (shrunk) {
+            q = shrunk;
+            *cap = *n;
+        }
+    }
     return q;
 }
 
