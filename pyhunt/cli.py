@@ -9,7 +9,6 @@ import argparse
 import ipaddress
 import os
 import signal
-import socket
 import sys
 import time
 from typing import BinaryIO, Sequence
@@ -298,7 +297,10 @@ def replay(args: argparse.Namespace) -> int:
                       first_n=args.first_n, tcp_server_ports=args.tcp_server_ports,
                       udp_server_ports=args.udp_server_ports, local_nets=args.local_nets,
                       vlan_in_key=not args.no_vlan_key, tunnels=args.tunnels)
-    observer = args.observer or socket.gethostname()
+    observer = args.observer
+    if observer is None and (sink is not None or args.format == "ecs"):   # only ECS documents name it
+        import socket
+        observer = socket.gethostname()
     # the summary, the table and Elasticsearch look at the records (numpy); -q -o FILE only formats them
     need_stats = table_mode or not args.quiet
     tsv = out is not None and args.format == "zeek-tsv"

@@ -7,8 +7,7 @@ arrays on demand (numpy is imported then, not before: a replay to NDJSON never n
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from pyhunt import _ext
 from pyhunt.schema import CONN_STATES, FIELDS, dtype, layout
@@ -114,8 +113,7 @@ def zeek_bare_server_ports(scripts: Iterable[str]) -> tuple[list[int], list[int]
     return tcp, udp
 
 
-@dataclass
-class Progress:
+class Progress(NamedTuple):
     """Where the meter is: capture name, bytes done and total (None if unknown)."""
     source: str
     done: int
@@ -132,7 +130,6 @@ def parse_networks(specs: Iterable[str]) -> list[tuple[bytes, int, int]]:
     return out
 
 
-@dataclass
 class FlowMeter:
     """Turns captures into flows with Zeek's conn.log semantics.
 
@@ -142,30 +139,63 @@ class FlowMeter:
     ``tunnel_parents``) or ``"strip"`` (mirroring mode: tunnels stripped silently,
     flows keyed by the outermost VNI/GRE key); docs/architecture.md "Tunnels".
     """
-    ignore_checksums: bool = False
-    tcp_inactivity: float | None = None
-    udp_inactivity: float | None = None
-    icmp_inactivity: float | None = None
-    other_inactivity: float | None = None
-    active_timeout: float | None = None
-    dns_session_timeout: float | None = None
-    emit_updates: bool = False
-    capacity: int | None = None
-    cid_seed: int = 0
-    first_n: int | None = None
-    tcp_server_ports: Sequence[int] | None = None
-    udp_server_ports: Sequence[int] | None = None
-    local_nets: Sequence[str] = ()
-    vlan_in_key: bool = True
-    tunnels: str = "zeek"
-    tunnel_max_depth: int | None = None
-    tunnel_max_changes: int | None = None
-    tunnel_disable: Sequence[str] = ()
-    tunnel_ports: Mapping[str, Sequence[int]] | None = None
-    teredo_dpd: bool = True
-    batch_size: int = 16384
-    errors: list[CaptureError] = field(default_factory=list)
-    _engine: _ext.Engine | None = field(default=None, repr=False)
+
+    # the settings, in the order of __init__ (repr shows them)
+    _FIELDS = ("ignore_checksums", "tcp_inactivity", "udp_inactivity", "icmp_inactivity", "other_inactivity",
+               "active_timeout", "dns_session_timeout", "emit_updates", "capacity", "cid_seed", "first_n",
+               "tcp_server_ports", "udp_server_ports", "local_nets", "vlan_in_key", "tunnels",
+               "tunnel_max_depth", "tunnel_max_changes", "tunnel_disable", "tunnel_ports", "teredo_dpd",
+               "batch_size")
+
+    def __init__(self, ignore_checksums: bool = False,
+                 tcp_inactivity: float | None = None,
+                 udp_inactivity: float | None = None,
+                 icmp_inactivity: float | None = None,
+                 other_inactivity: float | None = None,
+                 active_timeout: float | None = None,
+                 dns_session_timeout: float | None = None,
+                 emit_updates: bool = False,
+                 capacity: int | None = None,
+                 cid_seed: int = 0,
+                 first_n: int | None = None,
+                 tcp_server_ports: Sequence[int] | None = None,
+                 udp_server_ports: Sequence[int] | None = None,
+                 local_nets: Sequence[str] = (),
+                 vlan_in_key: bool = True,
+                 tunnels: str = "zeek",
+                 tunnel_max_depth: int | None = None,
+                 tunnel_max_changes: int | None = None,
+                 tunnel_disable: Sequence[str] = (),
+                 tunnel_ports: Mapping[str, Sequence[int]] | None = None,
+                 teredo_dpd: bool = True,
+                 batch_size: int = 16384):
+        self.ignore_checksums = ignore_checksums
+        self.tcp_inactivity = tcp_inactivity
+        self.udp_inactivity = udp_inactivity
+        self.icmp_inactivity = icmp_inactivity
+        self.other_inactivity = other_inactivity
+        self.active_timeout = active_timeout
+        self.dns_session_timeout = dns_session_timeout
+        self.emit_updates = emit_updates
+        self.capacity = capacity
+        self.cid_seed = cid_seed
+        self.first_n = first_n
+        self.tcp_server_ports = tcp_server_ports
+        self.udp_server_ports = udp_server_ports
+        self.local_nets = local_nets
+        self.vlan_in_key = vlan_in_key
+        self.tunnels = tunnels
+        self.tunnel_max_depth = tunnel_max_depth
+        self.tunnel_max_changes = tunnel_max_changes
+        self.tunnel_disable = tunnel_disable
+        self.tunnel_ports = tunnel_ports
+        self.teredo_dpd = teredo_dpd
+        self.batch_size = batch_size
+        self.errors: list[CaptureError] = []
+        self._engine: _ext.Engine | None = None
+
+    def __repr__(self) -> str:
+        return "FlowMeter(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self._FIELDS) + ")"
 
     def _config(self) -> dict:
         cfg: dict = {"ignore_checksums": self.ignore_checksums, "emit_updates": self.emit_updates,

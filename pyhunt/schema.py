@@ -9,8 +9,7 @@ checks at import that its struct layout matches the dtype.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 __all__ = ["Field", "FIELDS", "CONN_STATES", "END_REASONS", "FLAGS", "FIRST_N", "TUNNEL_TYPES", "TUNNEL_PARENTS", "ECS_FIELDS", "dtype",
            "es_type", "feature_fields", "render_c_header", "render_fields_doc"]
@@ -52,9 +51,8 @@ _CTYPES = {"u1": "uint8_t", "i1": "int8_t", "u2": "uint16_t", "u4": "uint32_t", 
 _SIZES = {"u1": 1, "i1": 1, "u2": 2, "u4": 4, "u8": 8, "i8": 8, "f8": 8, "S": 1}
 
 
-@dataclass(frozen=True)
-class Field:
-    """One member of the flow record."""
+class Field(NamedTuple):
+    """One member of the flow record (a named tuple: building the schema at import stays cheap)."""
     name: str
     kind: str          # u1 i1 u2 u4 u8 i8 f8, or S (NUL-terminated char array)
     count: int         # array length (1 = scalar; for S the buffer size)

@@ -6,12 +6,10 @@ consumed and the unconsumed tail is carried into the next chunk.
 """
 from __future__ import annotations
 
-import gzip
 import mmap
 import os
 import stat
 import sys
-from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 __all__ = ["Source", "open_source", "CHUNK"]
@@ -20,15 +18,18 @@ CHUNK = 8 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-@dataclass
 class Source:
     """One capture input. ``size`` is the byte size when known (for progress)."""
-    name: str
-    size: int | None
-    mapped: mmap.mmap | None = None
-    stream: BinaryIO | None = None
-    _owned: BinaryIO | None = None
-    _view: memoryview | None = None
+
+    __slots__ = ("name", "size", "mapped", "stream", "_owned", "_view")
+
+    def __init__(self, name: str, size: int | None, mapped: mmap.mmap | None = None,
+                 stream: BinaryIO | None = None, _owned: BinaryIO | None = None):
+        self.name, self.size, self.mapped, self.stream, self._owned = name, size, mapped, stream, _owned
+        self._view: memoryview | None = None
+
+    def __repr__(self) -> str:
+        return f"Source({self.name!r}, size={self.size!r}, mapped={self.mapped is not None})"
 
     def chunks(self) -> Iterator[bytes | memoryview]:
         """The capture as one mapped buffer, or as successive stream chunks."""
@@ -95,6 +96,11 @@ class _Peek:
         pass
 
 
+def _gzip():
+    import gzip   # only for compressed captures
+    return gzip
+
+
 def open_source(path: str) -> Source:
     """Open a capture path ('-' is stdin). Raises OSError with a readable message."""
     if path == "-":
@@ -102,7 +108,7 @@ def open_source(path: str) -> Source:
         head = raw.read(2)
         peek = _Peek(raw, head)
         if head == GZIP_MAGIC:
-            return Source("<stdin>", None, stream=gzip.GzipFile(fileobj=peek), _owned=raw)  # type: ignore[arg-type]
+            return Source("<stdin>", None, stream=_gzip().GzipFile(fileobj=peek), _owned=raw)  # type: ignore[arg-type]
         return Source("<stdin>", None, stream=peek, _owned=raw)  # type: ignore[arg-type]
     f = open(path, "rb")
     try:
@@ -110,7 +116,7 @@ def open_source(path: str) -> Source:
         head = f.read(2)
         if head == GZIP_MAGIC:
             f.seek(0)
-            return Source(path, None, stream=gzip.GzipFile(fileobj=f), _owned=f)
+            return Source(path, None, stream=_gzip().GzipFile(fileobj=f), _owned=f)
         if stat.S_ISREG(st.st_mode) and st.st_size > 0:
             m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             if hasattr(m, "madvise"):
