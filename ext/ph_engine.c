@@ -129,6 +129,17 @@ struct ph_eslot {
 /* ------------------------------------------------------------------ */
 /* Export queue                                                        */
 /* ------------------------------------------------------------------ */
+/* The queue with room for ncap records (>= qlen); -1 if out of memory (the queue stays). */
+static int queue_resize(ph_engine *e, size_t ncap)
+{
+    ph_flow_rec *nq = realloc(e->queue, ncap * sizeof *nq);
+    if (!nq)
+        return -1;
+    e->queue = nq;
+    e->qcap = ncap;
+    return 0;
+}
+
 static ph_flow_rec *engine_emit(void *ctx)
 {
     ph_engine *e = ctx;
@@ -140,13 +151,10 @@ static ph_flow_rec *engine_emit(void *ctx)
     }
     if (e->qlen == e->qcap) {
         size_t ncap = e->qcap ? e->qcap * 2 : e->qfirst ? e->qfirst : 1024;
-        ph_flow_rec *nq = realloc(e->queue, ncap * sizeof *nq);
-        if (!nq) {
+        if (queue_resize(e, ncap) < 0) {
             e->nomem = 1;  /* the record is lost; reported as PH_RUN_NOMEM */
             return NULL;
         }
-        e->queue = nq;
-        e->qcap = ncap;
     }
     return &e->queue[e->qlen++];
 }
@@ -738,13 +746,8 @@ size_t ph_engine_finish_step(ph_engine *e, int reason, size_t max)
      * fails, the queue grows as usual) */
     size_t n = ph_flowtab_active(e->tab);
     size_t want = e->qlen + (max && max < n ? max : n);
-    if (want > e->qcap) {
-        ph_flow_rec *nq = realloc(e->queue, want * sizeof *nq);
-        if (nq) {
-            e->queue = nq;
-            e->qcap = want;
-        }
-    }
+    if (want > e->qcap)
+        (void)queue_resize(e, want);
     size_t left = ph_flowtab_flush_step(e->tab, reason, max);
     fold_counters(e);
     return left;

@@ -1001,10 +1001,7 @@ void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
             if ((uint32_t)(v >> 32) != h)
                 continue;
             /* every line of the flow: a packet touches most of them */
-            const char *c = (const char *)ph_flow_at(t, (uint32_t)v - 1);
-            for (size_t off = 0; off < sizeof(ph_flow); off += 64)
-                __builtin_prefetch(c + off);
-            __builtin_prefetch(c + sizeof(ph_flow) - 1);
+            ph_prefetch_bytes(ph_flow_at(t, (uint32_t)v - 1), sizeof(ph_flow), 0);
             fnow = (uint32_t)v;
             break;
         }
@@ -1021,16 +1018,10 @@ void ph_flow_prefetch_kx(const ph_flowtab *t, const ph_flow *f)
 {
     if (!f->kx)
         return;
-    if (f->kind == PH_K_TCP) {
-        const char *c = (const char *)ph_tcp(t, f);
-        for (size_t off = 0; off < sizeof(ph_tcp_st); off += 64)
-            __builtin_prefetch(c + off);
-        __builtin_prefetch(c + sizeof(ph_tcp_st) - 1);
-    } else if (f->kind == PH_K_UDP || f->kind == PH_K_ICMP) {
-        const char *c = (const char *)ph_udp(t, f);
-        __builtin_prefetch(c);
-        __builtin_prefetch(c + sizeof(ph_udp_st) - 1);
-    }
+    if (f->kind == PH_K_TCP)
+        ph_prefetch_bytes(ph_tcp(t, f), sizeof(ph_tcp_st), 0);
+    else if (f->kind == PH_K_UDP || f->kind == PH_K_ICMP)
+        ph_prefetch_bytes(ph_udp(t, f), sizeof(ph_udp_st), 0);
 }
 
 /* ------------------------------------------------------------------ */

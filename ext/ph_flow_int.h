@@ -483,6 +483,21 @@ static inline void ph_flush_end(ph_flowtab *t)
     if (t->fl)
         ph_flowtab_flush_step(t, t->fl_reason, 0);
 }
+/* Prefetch every cache line of n bytes at p (for writing if write, a constant). */
+static inline void ph_prefetch_bytes(const void *p, size_t n, int write)
+{
+    const char *c = p;
+    for (size_t off = 0; off < n; off += 64) {
+        if (write)
+            __builtin_prefetch(c + off, 1);
+        else
+            __builtin_prefetch(c + off);
+    }
+    if (write)
+        __builtin_prefetch(c + n - 1, 1);
+    else
+        __builtin_prefetch(c + n - 1);
+}
 /* prefetch the flow's per-protocol record (its first line must be at hand: kx, kind) */
 void ph_flow_prefetch_kx(const ph_flowtab *t, const ph_flow *f);
 void ph_wheel_insert(ph_flowtab *t, ph_flow *f, uint32_t idx, int64_t deadline);

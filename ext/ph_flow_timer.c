@@ -155,10 +155,7 @@ static void prefetch_victims(const ph_flowtab *t, uint32_t slot)
     ph_flow_prefetch_kx(t, f1);
     if (!f1->wnext)
         return;
-    const char *c = (const char *)ph_flow_at(t, f1->wnext - 1);
-    for (size_t off = 0; off < sizeof(ph_flow); off += 64)
-        __builtin_prefetch(c + off, 1);
-    __builtin_prefetch(c + sizeof(ph_flow) - 1, 1);
+    ph_prefetch_bytes(ph_flow_at(t, f1->wnext - 1), sizeof(ph_flow), 1);
 }
 
 /* Heads of stale buckets moved per eviction at most (see ph_evict_one). */

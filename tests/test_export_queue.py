@@ -23,6 +23,14 @@ def _capture(tmp_path):
     return path
 
 
+def _engine(path, capacity: int = 512, batch: int = 256) -> _ext.Engine:
+    """An engine that has read the capture until `batch` records were queued (or to its end)."""
+    eng = _ext.Engine({"capacity": capacity})
+    eng.feed(path.read_bytes(), True)
+    eng.run(batch)
+    return eng
+
+
 def _meter():
     # a small table: most flows are evicted while reading, so batches fill during the run
     return FlowMeter(capacity=512, batch_size=256)
@@ -30,9 +38,7 @@ def _meter():
 
 def test_whole_queue_is_handed_over_without_a_copy(tmp_path):
     path = _capture(tmp_path)
-    eng = _ext.Engine({"capacity": 512})
-    eng.feed(path.read_bytes(), True)
-    eng.run(256)
+    eng = _engine(path)
     n = eng.queued()
     assert n >= 256
     raw = eng.take_raw()
@@ -52,9 +58,7 @@ def test_whole_queue_is_handed_over_without_a_copy(tmp_path):
 
 def test_a_partial_take_copies_and_leaves_the_rest(tmp_path):
     path = _capture(tmp_path)
-    eng = _ext.Engine({"capacity": 512})
-    eng.feed(path.read_bytes(), True)
-    eng.run(256)
+    eng = _engine(path)
     n = eng.queued()
     part = eng.take_raw(100)
     assert isinstance(part, bytearray) and len(part) == 100 * _ext.RECORD_SIZE
@@ -93,9 +97,7 @@ def test_dropped_batches_are_reused_and_kept_batches_are_not(tmp_path):
 
 def test_a_buffer_outlives_its_engine(tmp_path):
     path = _capture(tmp_path)
-    eng = _ext.Engine({"capacity": 512})
-    eng.feed(path.read_bytes(), True)
-    eng.run(256)
+    eng = _engine(path)
     raw = eng.take_raw()
     expect = bytes(raw)
     del eng
@@ -111,9 +113,7 @@ def test_end_of_input_is_handed_over_in_batches(tmp_path):
     assert all(isinstance(b._records, _ext.RecordBuffer) for b in batches)
     stepped = b"".join(bytes(b._records) for b in batches)
 
-    eng = _ext.Engine({"capacity": 1 << 16})
-    eng.feed(path.read_bytes(), True)
-    eng.run(1 << 20)
+    eng = _engine(path, capacity=1 << 16, batch=1 << 20)
     assert eng.queued() == 0 and eng.active_flows() == N
     assert eng.finish(0) == 0
     whole = bytes(eng.take_raw())
@@ -122,9 +122,7 @@ def test_end_of_input_is_handed_over_in_batches(tmp_path):
 
 def test_time_advancing_mid_flush_ends_the_flush(tmp_path):
     path = _capture(tmp_path)
-    eng = _ext.Engine({"capacity": 1 << 16})
-    eng.feed(path.read_bytes(), True)
-    eng.run(1 << 20)
+    eng = _engine(path, capacity=1 << 16, batch=1 << 20)
     assert eng.finish(0, 10) == N - 10
     assert eng.queued() == 10 and eng.active_flows() == N - 10
     first = np.frombuffer(eng.take_raw(), dtype=dtype())
