@@ -1137,6 +1137,11 @@ int ph_decode_next(ph_decoder *d, ph_parsed *out)
     c.inner_failed = 0;
     c.in_amsdu = 1;
     r = amsdu_subframe(&c, p, len);
+    /* a subframe is no packet of its own in the disposition counters (the
+     * engine counts it in AMSDU_SUBFRAMES*), so a fragment it carries is not a
+     * held packet: dropping its datagram later must not move it to DROPPED */
+    if (r == PH_C_FRAGMENT_HELD)
+        ph_frag_unhold_last(d->frag);
     out->inner_ok = (uint8_t)!c.inner_failed;
     return r;
 }

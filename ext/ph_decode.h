@@ -61,7 +61,9 @@ int ph_decode(ph_decoder *d, const ph_pkt *pkt, ph_parsed *out);
 /* An 802.11 A-MSDU is one captured frame with several packets (subframes):
  * ph_decode returns the first; while ph_decode_pending, each ph_decode_next
  * returns the next one (same return codes; out->amsdu_more is set). Valid
- * only before the next ph_decode and while the frame's data is. */
+ * only before the next ph_decode and while the frame's data is. A subframe is
+ * not counted as a packet disposition: PH_C_FRAGMENT_HELD from ph_decode_next
+ * is not remembered as held, so its datagram's drop leaves FRAGMENT_HELD alone. */
 int ph_decode_pending(const ph_decoder *d);
 int ph_decode_next(ph_decoder *d, ph_parsed *out);
 

@@ -98,6 +98,22 @@ def test_a_subframe_cut_by_the_snap_length_is_decoded_as_far_as_it_goes(tmp_path
     assert c["amsdu_subframes_dropped"] == 1 and sorted(by_port(recs)) == [1111]
 
 
+def test_a_fragment_in_a_later_subframe_is_no_held_packet(tmp_path):
+    """Fuzzing found this (decode-amsdu-fragment-held): an IP fragment in a subframe after the
+    first was remembered as a held packet although no disposition counted it, so dropping its
+    incomplete datagram (here at the end of input) took fragment_held below zero. Such a
+    subframe is counted dropped like any undecodable one; the frame keeps its first subframe's
+    disposition, and a first-subframe fragment is still a held packet that becomes a dropped one."""
+    def frag(sport: int) -> bytes:
+        return SNAP_IP + bytes(IP(src="10.0.0.7", dst="10.0.0.8", id=77, flags="MF") / UDP(sport=sport) / (b"z" * 40))
+    late = amsdu(udp(1111, b"x"), frag(4444))
+    first = amsdu(frag(5555), udp(2222, b"y"))
+    for frames in ([late], [late, late], [first]):
+        recs, c = replay(tmp_path, frames)       # asserts the dispositions add up to packets_read
+        assert c["fragment_held"] == 0 and c["amsdu_subframes_dropped"] == len(frames) - (frames == [first])
+    assert c["fragment_dropped"] == 1 and c["amsdu_subframes"] == 1 and sorted(by_port(recs)) == [2222]
+
+
 def test_outer_udp_tunnel_counts_the_frame_once(tmp_path):
     """VXLAN -> Ethernet -> IPv4 -> Aruba GRE -> 802.11 A-MSDU with two subframes: the outer UDP
     connection has one packet per frame; both subframes' flows have the tunnel parent that a plain
