@@ -404,8 +404,7 @@ static void flow_unlink(ph_flowtab *t, ph_flow *f, uint32_t idx)
     tun_release(t, f);
     slot_delete(t, ph_key_hash(&f->k), idx);
     ph_wheel_unlink(t, f);
-    if (t->hpos[idx])
-        ph_heap_remove(t, f);
+    ph_timer_unlink(t, f);
     f->kind = PH_K_FREE;
     f->wnext = t->free_head;
     t->free_head = idx + 1;

@@ -77,6 +77,7 @@ enum { PH_SH_C = 0, PH_SH_G, PH_SH_T, PH_SH_W };
 #define PH_CF_FPS_RESP   0x0080   /* first_packet_seen & RESP */
 #define PH_CF_EXPREL     0x0100   /* TCP expire checks can act: their timers are in the heap */
 #define PH_CF_TUNX       0x0200   /* history 'X' written: too many tunnel changes */
+#define PH_CF_LANE       0x0400   /* its timers are in a lane (ph_flow_timer.c), not in the heap */
 
 #define PH_TUN_PARENTS 4          /* tunnel parents kept per flow (Zeek's limit of changes keeps it small) */
 #define PH_TUN_CHUNK 1024u        /* tunnel records are allocated 1024 at a time */
@@ -185,7 +186,7 @@ typedef struct ph_udp_st {
  *    56  wheel links, index; wheel slot, kind, timeout class (the heap
  *        position is in ph_flowtab.hpos)
  *    72  roles, history length, flags, history seen-mask, generation
- *    84  kx, tunx, 4 spare bytes; 96 ts_start, last_time, last packet per direction
+ *    84  kx, tunx, timer lane link; 96 ts_start, last_time, last packet per direction
  *   128  packets and IP bytes per direction
  *   160  per-direction statistics (2 x 56), both-direction gaps (40)
  *   312  empty-packet counters, MACs, VLANs
@@ -208,6 +209,7 @@ typedef struct ph_flow {
     uint32_t gen;            /* earlier flows on this key with this ts_start (flow id; 0 almost always) */
     uint32_t kx;             /* ph_tcp_st (TCP) or ph_udp_st (UDP, ICMP) index + 1; 0 = none (other IP) */
     uint32_t tunx;           /* tunnel record (ph_tun_info index + 1), 0 = none (most flows) */
+    uint32_t lnext;          /* timer lane: the next flow (index + 1, 0 = the tail; with PH_CF_LANE) */
     int64_t ts_start;
     int64_t last_time;       /* Zeek's last_time (duration end) */
     int64_t last_pkt[2];     /* last counted packet per direction (INT64_MIN = none) */
@@ -247,6 +249,11 @@ typedef struct ph_tun_info {
     uint8_t changes;         /* encapsulation changes counted (Zeek's tunnel_changes) */
     uint64_t sig;            /* encapsulation stack of the flow's last packet (0 = direct; ph_flow.c tunnels) */
 } ph_tun_info;
+
+/* Timer lanes (ph_flow_timer.c): a flow whose earliest timer is its TCP
+ * attempt timer, or its DNS session timer, waits in a FIFO list instead of
+ * the heap when its key is not earlier than the lane's tail. */
+enum { PH_LANE_ATTEMPT = 0, PH_LANE_DNS = 1, PH_LANES = 2 };
 
 /* 12 bytes: one per flow of the capacity */
 typedef struct __attribute__((packed)) ph_heap_ent {
@@ -294,8 +301,12 @@ struct ph_flowtab {
     /* timers */
     ph_heap_ent *heap;
     uint32_t *hpos;          /* per flow index: its heap position + 1 (0 = not in the heap); beside
-                                the heap, not in the flow, so a sift touches no flow's line */
+                                the heap, not in the flow, so a sift touches no flow's line; for a
+                                flow in a lane (PH_CF_LANE), the flow before it (index + 1, 0 = head) */
     uint32_t hn;
+    uint32_t lhead[PH_LANES], ltail[PH_LANES];   /* timer lanes (index + 1, 0 = empty) */
+    int64_t lhead_t[PH_LANES], ltail_t[PH_LANES];  /* their head's and tail's timer keys (the head's: ... */
+    uint8_t lstale[PH_LANES];                      /* ... a lower bound of it when lstale) */
     uint32_t *wheel;         /* bucket heads (index + 1) */
     uint32_t *wtail;         /* bucket tails (index + 1): a bucket lists its flows in insertion order */
     uint64_t *wbits;         /* non-empty buckets */
@@ -477,6 +488,7 @@ void ph_flow_set_tmo(ph_flowtab *t, ph_flow *f, int tmo);
 /* ph_flow_timer.c */
 void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f);
 void ph_heap_remove(ph_flowtab *t, ph_flow *f);
+void ph_timer_unlink(ph_flowtab *t, ph_flow *f);   /* out of the heap or its lane */
 /* Something else is about to change the table: end a flush under way. */
 static inline void ph_flush_end(ph_flowtab *t)
 {

@@ -1,7 +1,7 @@
 /*
  * ph_flow_timer.c -- the flow table's clocks (see the policy in ph_flow.c):
- * a binary min-heap of per-flow TCP/update deadlines, run exactly at packet
- * time, and a lazy hashed timing wheel for inactivity, which also chooses
+ * a binary min-heap of per-flow TCP/DNS/update deadlines, with FIFO lanes for
+ * the constant-delay ones, run exactly at packet time, and a lazy hashed timing wheel for inactivity, which also chooses
  * eviction victims.
  */
 #include "ph_flow_int.h"
@@ -61,25 +61,189 @@ void ph_heap_remove(ph_flowtab *t, ph_flow *f)
         heap_sift_down(t, pos, last);
 }
 
-/* Re-key a flow in the heap after its tm[] changed. TCP expire checks count
- * only while they can act (PH_CF_EXPREL; see ph_tcp_expire_relevance). */
-void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
+/* A flow's timer key: its earliest timer (PH_NO_TIME if none). TCP expire
+ * checks count only while they can act (PH_CF_EXPREL; see
+ * ph_tcp_expire_relevance). *lane: the lane the flow may wait in (the key is
+ * its attempt or DNS timer), or -1. */
+static int64_t timer_key(const ph_flowtab *t, const ph_flow *f, int *lane)
 {
     const int64_t *upd = ph_flow_upd(t, f);
     int64_t m = upd ? *upd : PH_NO_TIME;
+    int l = -1;
     if (f->kind == PH_K_TCP) {
         const int64_t *tm = ph_tcp(t, f)->tm;
         for (int i = (f->cf & PH_CF_EXPREL) ? 0 : PH_TM_ATTEMPT; i < PH_TM_UPDATE; i++)
-            if (tm[i] < m)
+            if (tm[i] < m) {
                 m = tm[i];
+                l = i == PH_TM_ATTEMPT ? PH_LANE_ATTEMPT : -1;
+            }
     } else if (f->kind == PH_K_UDP) {
         int64_t d = ph_udp(t, f)->tm_dns;
-        if (d < m)
+        if (d < m) {
             m = d;
+            l = PH_LANE_DNS;
+        }
+    }
+    *lane = l;
+    return m;
+}
+
+/* ------------------------------------------------------------------ */
+/* Timer lanes                                                         */
+/* ------------------------------------------------------------------ */
+/* Most timers are set a constant delay after the packet that sets them: the
+ * TCP attempt timer (tcp_attempt_delay after the SYN) and the DNS session
+ * timer. Packet time only moves forward, so such keys mostly arrive in
+ * order, and a FIFO list keeps them sorted at O(1) per insert and removal --
+ * where the heap costs a sift through lines long evicted from the caches,
+ * on every eviction of a flood (each victim holds one of the earliest
+ * timers). A flow joins a lane's tail only if its key (time, then flow
+ * index, the heap's order) is not before the tail's; otherwise it goes to the
+ * heap. The earliest timer is then the least of the heap's root and the
+ * lanes' heads, in the same total order, so timers run in exactly the order
+ * a heap alone would run them. Links: ph_flow.lnext forward, hpos backward;
+ * keys are not stored but recomputed from the flow (timer_key), except the
+ * tails' and the heads', which are cached (a head's as a lower bound after
+ * the head before it left). */
+static inline int lane_of(const ph_flow *f) { return f->kind == PH_K_TCP ? PH_LANE_ATTEMPT : PH_LANE_DNS; }
+
+static inline int64_t key_of(const ph_flowtab *t, uint32_t x)
+{
+    int lane;
+    return timer_key(t, ph_flow_at(t, x - 1), &lane);
+}
+
+static void lane_unlink(ph_flowtab *t, ph_flow *f)
+{
+    int l = lane_of(f);
+    uint32_t prev = t->hpos[f->self], next = f->lnext;
+    if (prev)
+        ph_flow_at(t, prev - 1)->lnext = next;
+    else {
+        /* the old head's key stays as a lower bound of the new head's (the
+         * lane is in order): the new head, often a flow far from the caches,
+         * is read only once that bound is due (timer_due) */
+        t->lhead[l] = next;
+        t->lstale[l] = 1;
+    }
+    if (next)
+        t->hpos[next - 1] = prev;
+    else if ((t->ltail[l] = prev) != 0)
+        t->ltail_t[l] = key_of(t, prev);
+    t->hpos[f->self] = 0;
+    f->lnext = 0;
+    f->cf &= (uint16_t)~PH_CF_LANE;
+}
+
+/* Whether a flow of key m may follow the lane's tail. */
+static inline int lane_takes(const ph_flowtab *t, int l, int64_t m, uint32_t idx)
+{
+    if (!t->ltail[l])
+        return 1;
+    ph_heap_ent tail = { t->ltail_t[l], t->ltail[l] - 1 }, e = { m, idx };
+    return heap_less(tail, e);
+}
+
+static void lane_append(ph_flowtab *t, ph_flow *f, int l, int64_t m)
+{
+    uint32_t x = f->self + 1;
+    if (t->ltail[l]) {
+        ph_flow_at(t, t->ltail[l] - 1)->lnext = x;
+        t->hpos[f->self] = t->ltail[l];
+    } else {
+        t->lhead[l] = x;
+        t->lhead_t[l] = m;
+        t->lstale[l] = 0;
+        t->hpos[f->self] = 0;
+    }
+    t->ltail[l] = x;
+    t->ltail_t[l] = m;
+    f->lnext = 0;
+    f->cf |= PH_CF_LANE;
+}
+
+/* A flow in a lane whose key changed to m: whether it is still in order
+ * between its neighbours (then it stays, and a cached key is updated). */
+static int lane_keeps(ph_flowtab *t, ph_flow *f, int l, int64_t m)
+{
+    uint32_t prev = t->hpos[f->self], next = f->lnext;
+    ph_heap_ent e = { m, f->self };
+    if (prev) {
+        ph_heap_ent p = { key_of(t, prev), prev - 1 };
+        if (!heap_less(p, e))
+            return 0;
+    }
+    if (next) {
+        ph_heap_ent n = { key_of(t, next), next - 1 };
+        if (!heap_less(e, n))
+            return 0;
+    }
+    if (!prev) {
+        t->lhead_t[l] = m;
+        t->lstale[l] = 0;
+    }
+    if (!next)
+        t->ltail_t[l] = m;
+    return 1;
+}
+
+/* Take a flow out of the heap or its lane (its timers are gone). */
+void ph_timer_unlink(ph_flowtab *t, ph_flow *f)
+{
+    if (f->cf & PH_CF_LANE)
+        lane_unlink(t, f);
+    else if (t->hpos[f->self])
+        ph_heap_remove(t, f);
+}
+
+/* The earliest timer due at now, in (time, flow index) order over the heap
+ * and the lanes: 1 and its flow index in *idx, or 0. */
+static inline int timer_due(ph_flowtab *t, int64_t now, uint32_t *idx)
+{
+    ph_heap_ent best = { 0, 0 };
+    int any = 0;
+    if (t->hn && t->heap[0].t <= now) {
+        best = t->heap[0];
+        any = 1;
+    }
+    for (int l = 0; l < PH_LANES; l++)
+        if (t->lhead[l] && t->lhead_t[l] <= now) {
+            if (t->lstale[l]) {
+                t->lhead_t[l] = key_of(t, t->lhead[l]);
+                t->lstale[l] = 0;
+                if (t->lhead_t[l] > now)
+                    continue;
+            }
+            ph_heap_ent e = { t->lhead_t[l], t->lhead[l] - 1 };
+            if (!any || heap_less(e, best)) {
+                best = e;
+                any = 1;
+            }
+        }
+    *idx = best.idx;
+    return any;
+}
+
+/* Re-key a flow after its timers changed: keep it where it is if it is still
+ * in order there, else move it to a lane's tail or into the heap. */
+void ph_flow_timers_changed(ph_flowtab *t, ph_flow *f)
+{
+    int lane;
+    int64_t m = timer_key(t, f, &lane);
+    if (f->cf & PH_CF_LANE) {
+        if (m != PH_NO_TIME && lane == lane_of(f) && lane_keeps(t, f, lane, m))
+            return;
+        lane_unlink(t, f);
     }
     if (m == PH_NO_TIME) {
         if (t->hpos[f->self])
             ph_heap_remove(t, f);
+        return;
+    }
+    if (lane >= 0 && lane_takes(t, lane, m, f->self)) {
+        if (t->hpos[f->self])
+            ph_heap_remove(t, f);
+        lane_append(t, f, lane, m);
         return;
     }
     if (!t->hpos[f->self]) {
@@ -326,8 +490,9 @@ void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns)
         t->now = now_ns;
     }
     int64_t now = t->now;
-    while (t->hn && t->heap[0].t <= now)
-        run_flow_timers(t, t->heap[0].idx, now);
+    uint32_t idx;
+    while (timer_due(t, now, &idx))
+        run_flow_timers(t, idx, now);
     wheel_advance(t, now);
 }
 
