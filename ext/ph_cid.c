@@ -282,6 +282,24 @@ static int icmp6_counterpart(unsigned type)
 /* Community ID                                                        */
 /* ------------------------------------------------------------------ */
 
+/* memcmp of two addresses (4 or 16 bytes), inline: they compare as big-endian numbers */
+static inline int addr_cmp(const uint8_t *x, const uint8_t *y, size_t alen)
+{
+    uint64_t a, b;
+    if (alen == 4) {
+        a = ph_be32(x);
+        b = ph_be32(y);
+    } else {
+        a = (uint64_t)ph_be32(x) << 32 | ph_be32(x + 4);
+        b = (uint64_t)ph_be32(y) << 32 | ph_be32(y + 4);
+        if (a == b) {
+            a = (uint64_t)ph_be32(x + 8) << 32 | ph_be32(x + 12);
+            b = (uint64_t)ph_be32(y + 8) << 32 | ph_be32(y + 12);
+        }
+    }
+    return (a > b) - (a < b);
+}
+
 void ph_cid_digest(uint16_t seed, uint8_t ipver, uint8_t proto,
                    const uint8_t *saddr, const uint8_t *daddr,
                    uint16_t sport, uint16_t dport, uint8_t digest[20])
@@ -301,7 +319,7 @@ void ph_cid_digest(uint16_t seed, uint8_t ipver, uint8_t proto,
     const uint8_t *a = saddr, *b = daddr;
     uint16_t pa = sport, pb = dport;
     if (!one_way) {
-        int c = memcmp(saddr, daddr, alen);
+        int c = addr_cmp(saddr, daddr, alen);
         /* ordered: a < b, or equal addresses and (ports present) sport < dport */
         int ordered = c < 0 || (c == 0 && has_ports && sport < dport);
         if (!ordered) {
@@ -336,34 +354,46 @@ void ph_cid_digest(uint16_t seed, uint8_t ipver, uint8_t proto,
     uint32_t h[5] = { 0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u, 0xc3d2e1f0u };
     sha1_block(h, buf);
     for (int i = 0; i < 5; i++) {
-        digest[4 * i + 0] = (uint8_t)(h[i] >> 24);
-        digest[4 * i + 1] = (uint8_t)(h[i] >> 16);
-        digest[4 * i + 2] = (uint8_t)(h[i] >> 8);
-        digest[4 * i + 3] = (uint8_t)(h[i]);
+        uint8_t w[4] = { (uint8_t)(h[i] >> 24), (uint8_t)(h[i] >> 16), (uint8_t)(h[i] >> 8), (uint8_t)h[i] };
+        memcpy(digest + 4 * i, w, 4);   /* one (byte-swapping) store */
     }
+}
+
+/* Base64 two characters at a time: 12 bits -> 2 characters (8 KiB, filled
+ * on first use; a benign race writes the same bytes). */
+static char b64_pairs[4096][2];
+static int b64_ready;
+
+static void b64_fill(void)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 4096; i++) {
+        b64_pairs[i][0] = tab[i >> 6];
+        b64_pairs[i][1] = tab[i & 63];
+    }
+    __atomic_store_n(&b64_ready, 1, __ATOMIC_RELEASE);
 }
 
 void ph_cid_b64(const uint8_t digest[20], char out[32])
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (!__atomic_load_n(&b64_ready, __ATOMIC_ACQUIRE))
+        b64_fill();
     char *o = out;
     *o++ = '1';
     *o++ = ':';
     int i = 0;
     for (; i + 3 <= 20; i += 3) {
         uint32_t v = ((uint32_t)digest[i] << 16) | ((uint32_t)digest[i + 1] << 8) | digest[i + 2];
-        *o++ = tab[(v >> 18) & 63];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = tab[(v >> 6) & 63];
-        *o++ = tab[v & 63];
+        memcpy(o, b64_pairs[v >> 12], 2);
+        memcpy(o + 2, b64_pairs[v & 4095], 2);
+        o += 4;
     }
     /* 20 = 6*3 + 2: two bytes left, one '=' of padding */
     uint32_t v = ((uint32_t)digest[i] << 16) | ((uint32_t)digest[i + 1] << 8);
-    *o++ = tab[(v >> 18) & 63];
-    *o++ = tab[(v >> 12) & 63];
-    *o++ = tab[(v >> 6) & 63];
-    *o++ = '=';
-    *o = '\0';
+    memcpy(o, b64_pairs[v >> 12], 2);
+    o[2] = b64_pairs[v & 4095][0];
+    o[3] = '=';
+    o[4] = '\0';
 }
 
 void ph_cid_hex(const uint8_t digest[20], char out[44])
