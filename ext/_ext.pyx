@@ -105,6 +105,8 @@ cdef extern from "ph_engine.h":
         void *tab
         ph_error err
         size_t qhead, qlen
+        int pipeline
+        uint64_t ids_deferred
     const char *const ph_counter_names[]
     ph_engine *ph_engine_new(const ph_decode_cfg *dcfg, const ph_flow_cfg *fcfg)
     void ph_engine_free(ph_engine *e)
@@ -476,6 +478,24 @@ cdef class Engine:
     def table_memory(self):
         return ph_flowtab_memory(self.e.tab)
 
+    property pipeline:
+        """How run() reads a buffered input: "auto" (a helper thread reads and decodes while this
+        thread updates the table, with >= 2 CPUs and >= 4 MiB buffered), "on" (any input, >= 2
+        CPUs) or "off" (one thread). The output is the same either way; tests compare them."""
+        def __get__(self):
+            return _PIPE_NAMES[self.e.pipeline]
+        def __set__(self, str mode):
+            if mode not in _PIPE_NAMES:
+                raise ValueError(f"pipeline must be one of {', '.join(_PIPE_NAMES)}, not {mode!r}")
+            self.e.pipeline = _PIPE_NAMES.index(mode)
+
+    def ids_deferred(self):
+        """Records whose flow_id and community_id the reading thread computed (pipelined runs with
+        the table side behind, as in a flood; a diagnostic, ext/ph_engine.c)."""
+        return self.e.ids_deferred
+
+
+_PIPE_NAMES = ["off", "auto", "on"]   # PH_PIPE_OFF, _AUTO, _ON (ext/ph_engine.h)
 
 FORMATS = {"ecs": 0, "zeek-json": 1, "zeek-tsv": 2}
 

@@ -140,6 +140,8 @@ static int queue_resize(ph_engine *e, size_t ncap)
     return 0;
 }
 
+static int queue_grow(ph_engine *e, size_t ncap);
+
 static ph_flow_rec *engine_emit(void *ctx)
 {
     ph_engine *e = ctx;
@@ -151,7 +153,7 @@ static ph_flow_rec *engine_emit(void *ctx)
     }
     if (e->qlen == e->qcap) {
         size_t ncap = e->qcap ? e->qcap * 2 : e->qfirst ? e->qfirst : 1024;
-        if (queue_resize(e, ncap) < 0) {
+        if (queue_grow(e, ncap) < 0) {
             e->nomem = 1;  /* the record is lost; reported as PH_RUN_NOMEM */
             return NULL;
         }
@@ -441,6 +443,10 @@ typedef struct ph_pipe {
     uint32_t rwait;                  /* it sleeps, waiting for free slots */
     double rwaited;                  /* seconds it waited */
     uintptr_t rpos;                  /* address of the next capture byte it reads */
+    uint32_t idle;                   /* it waits for free slots: the table defers record ids */
+    uint32_t ids_busy;               /* it is completing records (queue_grow waits) */
+    size_t ids_next;                 /* records before this one have their ids */
+    uint64_t ids_done;               /* records it completed */
     /* page-table population ahead of the reading side (either side) */
     _Alignas(64) uintptr_t pop_next; /* next address to populate */
     uintptr_t pop_end;               /* end of the buffer, rounded up to a page */
@@ -449,6 +455,9 @@ typedef struct ph_pipe {
     uint32_t stop;                   /* ask the reading side to stop */
     uint32_t twait;                  /* it sleeps, waiting for slots */
     double twaited;                  /* seconds it waited */
+    size_t qdone;                    /* records [0, qdone) of the queue are written (but for deferred ids) */
+    ph_flow_rec *qbase;              /* the queue (moves when it grows) */
+    uint32_t qmoving;                /* the queue is about to move: the reading side keeps off */
 } ph_pipe;
 
 static double wall_clock(void)
@@ -548,6 +557,61 @@ static int has_data(ph_pipe *q, uint32_t head)
     return __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST) != head || __atomic_load_n(&q->done, __ATOMIC_SEQ_CST);
 }
 
+/* Deferred record ids (ph_flowtab_defer_ids). While the reading side waits
+ * for free slots -- the table side is the slower one, as under a flood of
+ * one-packet flows, where each packet exports a flow -- the table exports
+ * records without their ids, and the reading side computes them (the
+ * Community ID's SHA-1 and base64, the flow id) for the records written so
+ * far. The queue is the table side's: the reading side touches a record only
+ * after the table side published it as written (qdone), and only the id
+ * fields of records the table side no longer touches; when the queue must
+ * grow (move), the table side raises qmoving and waits until the reading
+ * side is out (ids_busy), a handshake of sequentially consistent stores and
+ * loads. What is left when the call ends, the table side completes after the
+ * join (ids_finish). */
+#define PH_IDS_CHUNK 8u
+
+static int ids_step(ph_pipe *q)
+{
+    int did = 0;
+    __atomic_store_n(&q->ids_busy, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&q->qmoving, __ATOMIC_SEQ_CST)) {
+        ph_flow_rec *base = __atomic_load_n(&q->qbase, __ATOMIC_ACQUIRE);
+        size_t done = __atomic_load_n(&q->qdone, __ATOMIC_ACQUIRE), i = q->ids_next;
+        size_t end = done - i > PH_IDS_CHUNK ? i + PH_IDS_CHUNK : done;
+        for (; i < end; i++)
+            if (ph_rec_ids_pending(&base[i])) {
+                ph_rec_ids(q->e->tab, &base[i]);
+                q->ids_done++;
+            }
+        did = end > q->ids_next;
+        q->ids_next = end;
+    }
+    __atomic_store_n(&q->ids_busy, 0, __ATOMIC_SEQ_CST);
+    return did;
+}
+
+static void ids_finish(ph_engine *e, ph_pipe *q)
+{
+    for (size_t i = q->ids_next; i < e->qlen; i++)
+        if (ph_rec_ids_pending(&e->queue[i]))
+            ph_rec_ids(e->tab, &e->queue[i]);
+}
+
+static int queue_grow(ph_engine *e, size_t ncap)
+{
+    ph_pipe *q = e->pipe;
+    if (!q)
+        return queue_resize(e, ncap);
+    __atomic_store_n(&q->qmoving, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&q->ids_busy, __ATOMIC_SEQ_CST))
+        cpu_relax();
+    int rc = queue_resize(e, ncap);
+    __atomic_store_n(&q->qbase, e->queue, __ATOMIC_RELEASE);
+    __atomic_store_n(&q->qmoving, 0, __ATOMIC_SEQ_CST);
+    return rc;
+}
+
 static void *reading_side(void *arg)
 {
     ph_pipe *q = arg;
@@ -562,7 +626,11 @@ static void *reading_side(void *arg)
             if (tail - head == PH_RING_SIZE) {
                 __atomic_store_n(&q->tail, tail, __ATOMIC_SEQ_CST);
                 pipe_wake(q, &q->twait);
+                __atomic_store_n(&q->idle, 1, __ATOMIC_RELAXED);
+                while (!has_room(q, tail) && ids_step(q))
+                    ;
                 pipe_wait(q, &q->rwait, has_room, tail, &q->rwaited);
+                __atomic_store_n(&q->idle, 0, __ATOMIC_RELAXED);
                 head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
             }
         }
@@ -606,6 +674,8 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
     q->rpos = (uintptr_t)e->reader.buf + e->reader.pos;
     q->pop_next = q->rpos & ~(uintptr_t)4095;
     q->pop_end = ((uintptr_t)e->reader.buf + e->reader.len + 4095) & ~(uintptr_t)4095;
+    q->qbase = e->queue;
+    q->qdone = q->ids_next = e->qlen;
     double w0 = wall_clock();
     if (pthread_mutex_init(&q->mu, NULL)) {
         free(q);
@@ -629,6 +699,12 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
         return 0;
     }
 
+    /* ids are deferred unless Python took part of the queue (records would
+     * move to its front) */
+    if (!e->qhead) {
+        e->pipe = q;
+        ph_flowtab_defer_ids(e->tab, &q->idle);
+    }
     ph_eslot *ring = e->ring;
     uint32_t head = 0, tail = 0;
     int full = 0, big = 0;
@@ -658,6 +734,8 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
         }
         if (!e->nomem)
             table_one(e, &ring[head & (PH_RING_SIZE - 1)]);
+        if (e->pipe)
+            __atomic_store_n(&q->qdone, e->qlen, __ATOMIC_RELEASE);
         if (++head % PH_PUB == 0) {
             __atomic_store_n(&q->head, head, __ATOMIC_SEQ_CST);
             pipe_wake(q, &q->rwait);
@@ -669,6 +747,12 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
         }
     }
     pthread_join(q->thread, NULL);
+    if (e->pipe) {
+        ph_flowtab_defer_ids(e->tab, NULL);
+        e->pipe = NULL;
+        ids_finish(e, q);
+        e->ids_deferred += q->ids_done;
+    }
     int rd = q->rd;
     /* Did the two sides work at the same time? On a busy machine they may
      * get one CPU between them, each waiting while the other runs; then

@@ -57,6 +57,8 @@ typedef struct ph_engine {
      * whenever a call returns, so each side writes only its own array */
     uint64_t dctr[PH_C__COUNT];
     ph_eslot *ring;          /* decoded packets waiting for the flow table (pipelined) */
+    struct ph_pipe *pipe;    /* the pipelined call under way (ph_engine.c), else NULL */
+    uint64_t ids_deferred;   /* records whose ids the reading side computed (diagnostic) */
 } ph_engine;
 
 extern const char *const ph_counter_names[PH_C__COUNT];

@@ -86,6 +86,19 @@ void ph_flowtab_flush(ph_flowtab *t, int reason);
  * ph_flowtab_advance end it first. */
 size_t ph_flowtab_flush_step(ph_flowtab *t, int reason, size_t max);
 
+/* Deferred ids (the pipelined engine, ph_engine.c): while *flag is non-zero
+ * (read relaxed at each export; flag NULL = never), a record is exported
+ * without its flow_id and community_id -- community_id[0] is then 0 and its
+ * bytes 4..15 keep what the ids need besides the record's own fields -- and
+ * ph_rec_ids must complete it before anyone reads it. The Community ID's
+ * SHA-1 is the largest single cost of exporting a flow; the reading side,
+ * idle during a flood of one-packet flows, computes them instead. */
+void ph_flowtab_defer_ids(ph_flowtab *t, const uint32_t *flag);
+static inline int ph_rec_ids_pending(const ph_flow_rec *r) { return r->community_id[0] == 0; }
+/* Complete a record exported with deferred ids (any thread; reads only the
+ * record and the table's configuration). */
+void ph_rec_ids(const ph_flowtab *t, ph_flow_rec *r);
+
 /* Flows currently in the table, and bytes of memory the table holds. */
 size_t ph_flowtab_active(const ph_flowtab *t);
 size_t ph_flowtab_memory(const ph_flowtab *t);

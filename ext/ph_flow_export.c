@@ -43,21 +43,43 @@ static inline uint16_t orig_p(const ph_flow *f) { return f->orig_is_a ? ph_key_p
 static inline uint16_t resp_p(const ph_flow *f) { return f->orig_is_a ? ph_key_pb(&f->k) : ph_key_pa(&f->k); }
 
 
+static uint64_t flow_id_of(const uint8_t digest[20], uint64_t v, int64_t ts_start, uint32_t gen, uint64_t ctx)
+{
+    uint64_t d0 = ph_le64(digest), d1 = ph_le64(digest + 8), d2 = ph_le32(digest + 16);
+    uint64_t h = ph_mum(d0 ^ 0xa0761d6478bd642full, d1 ^ 0xe7037ed1a0b428dbull) ^
+                 ph_mum(d2 ^ 0x8ebc6af09c88c6e3ull, (uint64_t)ts_start ^ 0x589965cc75374cc3ull) ^
+                 ph_mum(v ^ 0x1d8e4e27c47d124full, 0x9e3779b97f4a7c15ull);
+    if (gen)
+        h ^= ph_mum(gen ^ 0xd6e8feb86659fd93ull, 0xc2b2ae3d27d4eb4full);
+    if (ctx)
+        h ^= ph_mum(ctx ^ 0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull);
+    return ph_fmix64(h);
+}
+
 void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint64_t *flow_id)
 {
     ph_cid_digest(t->cfg.cid_seed, ph_key_ipver(&f->k), ph_key_proto(&f->k), orig_h(f), resp_h(f), orig_p(f),
                   resp_p(f), digest);
-    uint64_t d0 = ph_le64(digest), d1 = ph_le64(digest + 8), d2 = ph_le32(digest + 16);
-    uint64_t v = f->vl[0] | (uint64_t)f->vl[1] << 16;
-    uint64_t h = ph_mum(d0 ^ 0xa0761d6478bd642full, d1 ^ 0xe7037ed1a0b428dbull) ^
-                 ph_mum(d2 ^ 0x8ebc6af09c88c6e3ull, (uint64_t)f->ts_start ^ 0x589965cc75374cc3ull) ^
-                 ph_mum(v ^ 0x1d8e4e27c47d124full, 0x9e3779b97f4a7c15ull);
-    if (f->gen)
-        h ^= ph_mum(f->gen ^ 0xd6e8feb86659fd93ull, 0xc2b2ae3d27d4eb4full);
-    if (f->k.w[6])
-        h ^= ph_mum(f->k.w[6] ^ 0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull);
-    *flow_id = ph_fmix64(h);
+    *flow_id = flow_id_of(digest, f->vl[0] | (uint64_t)f->vl[1] << 16, f->ts_start, f->gen, f->k.w[6]);
 }
+
+/* The same from a record exported with deferred ids: its own fields hold
+ * the tuple, start time and VLANs (as the flow had them), community_id the
+ * generation (bytes 4..7) and the tunnel context word (8..15). */
+void ph_rec_ids(const ph_flowtab *t, ph_flow_rec *r)
+{
+    uint8_t digest[20];
+    uint32_t gen;
+    uint64_t ctx;
+    memcpy(&gen, r->community_id + 4, 4);
+    memcpy(&ctx, r->community_id + 8, 8);
+    ph_cid_digest(t->cfg.cid_seed, r->ip_version, r->proto, r->orig_h, r->resp_h, r->orig_p, r->resp_p, digest);
+    r->flow_id = flow_id_of(digest, r->vlan | (uint64_t)r->inner_vlan << 16, r->ts_start, gen, ctx);
+    memset(r->community_id, 0, sizeof r->community_id);
+    ph_cid_b64(digest, r->community_id);
+}
+
+void ph_flowtab_defer_ids(ph_flowtab *t, const uint32_t *flag) { t->defer_ids = flag; }
 
 /* Same-tick generation set (see the top of this file). */
 static void gen_tick(ph_flowtab *t)
@@ -272,6 +294,10 @@ void ph_flow_export(ph_flowtab *t, ph_flow *f, int reason, int update)
 {
     uint8_t digest[20];
     uint64_t id;
+    if (t->defer_ids && __atomic_load_n(t->defer_ids, __ATOMIC_RELAXED)) {
+        ph_flow_export_ids(t, f, reason, update, NULL, 0);
+        return;
+    }
     ph_flow_ids(t, f, digest, &id);
     ph_flow_export_ids(t, f, reason, update, digest, id);
 }
@@ -283,8 +309,14 @@ void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const
         r = &t->rec;
     memset(r, 0, sizeof *r);
 
-    r->flow_id = flow_id;
-    ph_cid_b64(digest, r->community_id);
+    if (digest) {
+        r->flow_id = flow_id;
+        ph_cid_b64(digest, r->community_id);
+    } else {
+        /* deferred (ph_rec_ids): community_id[0] stays 0 */
+        memcpy(r->community_id + 4, &f->gen, 4);
+        memcpy(r->community_id + 8, &f->k.w[6], 8);
+    }
     r->ts_start = f->ts_start;
     r->ts_end = f->last_time;
     r->orig_pkts = f->pkts[0];

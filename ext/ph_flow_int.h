@@ -336,6 +336,7 @@ struct ph_flowtab {
     uint32_t gen_used;       /* its entries */
     uint32_t gen_sat;        /* 0, or 1 + flows created since the tick filled gen_tab */
     ph_flow_rec rec;         /* scratch export record (when emit has no room) */
+    const uint32_t *defer_ids;   /* ph_flowtab_defer_ids: export without ids while *defer_ids */
     struct flush_ent *fl;    /* a flush under way (ph_flowtab_flush_step): the flows in export order ... */
     uint32_t fl_n, fl_pos;   /* ... how many, and how many were exported */
     int fl_reason;
@@ -532,6 +533,7 @@ uint64_t ph_tcp_size(const ph_flowtab *t, const ph_flow *f, int d);
 /* ph_flow_export.c */
 void ph_flow_export(ph_flowtab *t, ph_flow *f, int reason, int update);
 /* the same with the IDs already computed (flush) */
+/* digest NULL: ids deferred (ph_flowtab_defer_ids, ph_rec_ids) */
 void ph_flow_export_ids(ph_flowtab *t, ph_flow *f, int reason, int update, const uint8_t digest[20], uint64_t flow_id);
 void ph_flow_ids(const ph_flowtab *t, const ph_flow *f, uint8_t digest[20], uint64_t *flow_id);
 uint32_t ph_flow_gen_new(ph_flowtab *t, uint32_t hash, int64_t ts_start);
