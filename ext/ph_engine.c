@@ -443,7 +443,6 @@ typedef struct ph_pipe {
     uint32_t rwait;                  /* it sleeps, waiting for free slots */
     double rwaited;                  /* seconds it waited */
     uintptr_t rpos;                  /* address of the next capture byte it reads */
-    uint32_t idle;                   /* it waits for free slots: the table defers record ids */
     uint32_t ids_busy;               /* it is completing records (queue_grow waits) */
     size_t ids_next;                 /* records before this one have their ids */
     uint64_t ids_done;               /* records it completed */
@@ -557,12 +556,12 @@ static int has_data(ph_pipe *q, uint32_t head)
     return __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST) != head || __atomic_load_n(&q->done, __ATOMIC_SEQ_CST);
 }
 
-/* Deferred record ids (ph_flowtab_defer_ids). While the reading side waits
- * for free slots -- the table side is the slower one, as under a flood of
- * one-packet flows, where each packet exports a flow -- the table exports
- * records without their ids, and the reading side computes them (the
- * Community ID's SHA-1 and base64, the flow id) for the records written so
- * far. The queue is the table side's: the reading side touches a record only
+/* Deferred record ids (ph_flowtab_defer_ids). In a pipelined call the table
+ * exports records without their ids, and whenever the reading side waits
+ * for free slots -- the table side is the slower one, most of all under a
+ * flood of one-packet flows, where each packet exports a flow -- it computes
+ * them (the Community ID's SHA-1 and base64, the flow id) for the records
+ * written so far. The queue is the table side's: the reading side touches a record only
  * after the table side published it as written (qdone), and only the id
  * fields of records the table side no longer touches; when the queue must
  * grow (move), the table side raises qmoving and waits until the reading
@@ -626,11 +625,9 @@ static void *reading_side(void *arg)
             if (tail - head == PH_RING_SIZE) {
                 __atomic_store_n(&q->tail, tail, __ATOMIC_SEQ_CST);
                 pipe_wake(q, &q->twait);
-                __atomic_store_n(&q->idle, 1, __ATOMIC_RELAXED);
                 while (!has_room(q, tail) && ids_step(q))
                     ;
                 pipe_wait(q, &q->rwait, has_room, tail, &q->rwaited);
-                __atomic_store_n(&q->idle, 0, __ATOMIC_RELAXED);
                 head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
             }
         }
@@ -702,8 +699,9 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
     /* ids are deferred unless Python took part of the queue (records would
      * move to its front) */
     if (!e->qhead) {
+        static const uint32_t defer = 1;
         e->pipe = q;
-        ph_flowtab_defer_ids(e->tab, &q->idle);
+        ph_flowtab_defer_ids(e->tab, &defer);
     }
     ph_eslot *ring = e->ring;
     uint32_t head = 0, tail = 0;

@@ -87,7 +87,8 @@ void ph_flowtab_flush(ph_flowtab *t, int reason);
 size_t ph_flowtab_flush_step(ph_flowtab *t, int reason, size_t max);
 
 /* Deferred ids (the pipelined engine, ph_engine.c): while *flag is non-zero
- * (read relaxed at each export; flag NULL = never), a record is exported
+ * (read relaxed at each export; flag NULL = never; the engine's is constant
+ * during a pipelined call), a record is exported
  * without its flow_id and community_id -- community_id[0] is then 0 and its
  * bytes 4..15 keep what the ids need besides the record's own fields -- and
  * ph_rec_ids must complete it before anyone reads it. The Community ID's

@@ -155,9 +155,9 @@ def _records_with(mode: str, data: bytes, config: dict, batch: int) -> tuple[np.
 
 
 def test_ids_computed_by_the_reading_thread_are_the_same(tmp_path):
-    """Pipelined, while the reading thread waits for the table side (a flood: every packet evicts
-    and exports a flow), the table exports records without their ids and the reading thread computes
-    them (ext/ph_engine.c, deferred ids). The records must be byte-identical to one thread's, every
+    """Pipelined, the table exports records without their ids and the reading thread computes them
+    while it waits for the table side (a flood: every packet evicts and exports a flow; ext/ph_engine.c,
+    deferred ids); the table completes what is left after the call. The records must be byte-identical to one thread's, every
     id complete, also across the queue's growth (a small first batch, then larger ones)."""
     n = 120_000
     recs = np.empty(n, floodgen.RECORD)           # SYNs and UDP packets in turn, in time order
