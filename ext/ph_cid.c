@@ -360,24 +360,20 @@ void ph_cid_digest(uint16_t seed, uint8_t ipver, uint8_t proto,
 }
 
 /* Base64 two characters at a time: 12 bits -> 2 characters (8 KiB, filled
- * on first use; a benign race writes the same bytes). */
+ * once when the library is loaded, before any thread can use it). */
 static char b64_pairs[4096][2];
-static int b64_ready;
 
-static void b64_fill(void)
+__attribute__((constructor)) static void b64_fill(void)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (int i = 0; i < 4096; i++) {
         b64_pairs[i][0] = tab[i >> 6];
         b64_pairs[i][1] = tab[i & 63];
     }
-    __atomic_store_n(&b64_ready, 1, __ATOMIC_RELEASE);
 }
 
 void ph_cid_b64(const uint8_t digest[20], char out[32])
 {
-    if (!__atomic_load_n(&b64_ready, __ATOMIC_ACQUIRE))
-        b64_fill();
     char *o = out;
     *o++ = '1';
     *o++ = ':';

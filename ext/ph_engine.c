@@ -124,6 +124,7 @@ struct ph_eslot {
     int64_t ts;        /* packet time (advances the table's clock otherwise) */
     int disp;          /* PH_DEC_OK or the decoder's disposition (already counted) */
     int extra;         /* an A-MSDU subframe after the first: its table disposition is not counted */
+    ph_pkey pk;        /* the flow key, when the table side built it ahead (prefetch); kind < 0: not */
 };
 
 /* ------------------------------------------------------------------ */
@@ -312,6 +313,7 @@ static void drop_behind(ph_engine *e)
 static int read_subframe(ph_engine *e, ph_eslot *s)
 {
     s->extra = 1;
+    s->pk.kind = -1;
     s->disp = ph_decode_next(e->dec, &s->p);
     s->ts = s->p.ts_ns;
     e->dctr[s->disp == PH_DEC_OK ? PH_C_AMSDU_SUBFRAMES : PH_C_AMSDU_SUBFRAMES_DROPPED]++;
@@ -336,6 +338,7 @@ static inline int read_one(ph_engine *e, ph_eslot *s)
     engine_time(e, pkt.ts_ns);
     s->ts = pkt.ts_ns;
     s->extra = 0;
+    s->pk.kind = -1;
     s->disp = ph_decode(e->dec, &pkt, &s->p);
     if (s->disp != PH_DEC_OK)
         e->dctr[s->disp]++;
@@ -349,7 +352,7 @@ static inline int read_one(ph_engine *e, ph_eslot *s)
 static inline void table_one(ph_engine *e, const ph_eslot *s)
 {
     if (s->disp == PH_DEC_OK) {
-        int d = ph_flowtab_packet(e->tab, &s->p);
+        int d = ph_flowtab_packet_key(e->tab, &s->p, &s->pk);
         if (!s->extra)
             e->counters[d]++;
     } else
@@ -387,7 +390,7 @@ static int run_ahead(ph_engine *e, size_t batch, uint64_t max_packets)
             produced++;
             tail++;
             if (s->disp == PH_DEC_OK)
-                ph_flowtab_prefetch(e->tab, &s->p);
+                ph_flowtab_prefetch_key(e->tab, &s->p, &s->pk);
         }
         if (head == tail)
             break;
@@ -726,9 +729,9 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
         if (head % PH_RING_SIZE == 0)
             big = ph_flowtab_active(e->tab) >= PH_PF_MIN_FLOWS;
         if (big && tail - head > PH_PF_DIST) {
-            const ph_eslot *ahead = &ring[(head + PH_PF_DIST) & (PH_RING_SIZE - 1)];
-            if (ahead->disp == PH_DEC_OK)
-                ph_flowtab_prefetch(e->tab, &ahead->p);
+            ph_eslot *ahead = &ring[(head + PH_PF_DIST) & (PH_RING_SIZE - 1)];
+            if (ahead->disp == PH_DEC_OK)   /* the slot is the table side's until head passes it */
+                ph_flowtab_prefetch_key(e->tab, &ahead->p, &ahead->pk);
         }
         if (!e->nomem)
             table_one(e, &ring[head & (PH_RING_SIZE - 1)]);
@@ -794,6 +797,7 @@ int ph_engine_packet(ph_engine *e, const ph_pkt *pkt)
     engine_time(e, pkt->ts_ns);
     s.ts = pkt->ts_ns;
     s.extra = 0;
+    s.pk.kind = -1;
     s.disp = ph_decode(e->dec, pkt, &s.p);
     if (s.disp != PH_DEC_OK)
         e->dctr[s.disp]++;

@@ -838,17 +838,22 @@ static inline uint64_t tun_sig(const ph_flowtab *t, const ph_flow *f)
 
 /* Account one packet in its flow; tc: its tunnel context (NULL = direct).
  * *fout (if fout) receives the flow, or NULL. */
-static int flow_packet(ph_flowtab *t, const ph_parsed *p, const ph_tctx *tc, ph_flow **fout)
+static int flow_packet(ph_flowtab *t, const ph_parsed *p, const ph_tctx *tc, ph_flow **fout, const ph_pkey *pk)
 {
     ph_fkey k;
-    int src_is_a, created = 0;
+    int src_is_a, created = 0, kind;
     uint32_t slot, idx;
 
     if (fout)
         *fout = NULL;
     if (no_connection_proto(p->proto))
         return PH_C_NO_CONNECTION;
-    int kind = build_key(t, p, &k, &src_is_a);
+    if (pk && pk->kind >= 0) {
+        memcpy(k.w, pk->w, sizeof k.w);
+        kind = pk->kind;
+        src_is_a = pk->src_is_a;
+    } else
+        kind = build_key(t, p, &k, &src_is_a);
     ph_flow *f = lookup(t, &k, &slot);
     if (f) {
         idx = (uint32_t)t->slots[slot] - 1;
@@ -938,7 +943,7 @@ static int tunnel_packet(ph_flowtab *t, const ph_parsed *p)
             ph_parsed q;
             ph_flow *of;
             outer_udp(p, e, &q);
-            disp = flow_packet(t, &q, tc.sig || tc.e ? &tc : NULL, &of);
+            disp = flow_packet(t, &q, tc.sig || tc.e ? &tc : NULL, &of, NULL);
             /* Zeek's EncapsulatingConn is made from the outer connection (its
              * originator and responder), so both directions are one layer */
             uid = of ? flow_uid(t, of) : 0;
@@ -957,16 +962,18 @@ static int tunnel_packet(ph_flowtab *t, const ph_parsed *p)
     }
     if (!p->inner_ok)
         return disp;
-    return flow_packet(t, p, &tc, NULL);
+    return flow_packet(t, p, &tc, NULL, NULL);
 }
 
-int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
+int ph_flowtab_packet_key(ph_flowtab *t, const ph_parsed *p, const ph_pkey *pk)
 {
     ph_flowtab_advance(t, p->ts_ns);
     if (p->nencap)
         return tunnel_packet(t, p);
-    return flow_packet(t, p, NULL, NULL);
+    return flow_packet(t, p, NULL, NULL, pk);
 }
+
+int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p) { return ph_flowtab_packet_key(t, p, NULL); }
 
 /* Three stages, so that none waits for memory: this packet's slot line is
  * prefetched now; the flow of the packet PH_PF_LAG calls back is looked up
@@ -974,17 +981,25 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p)
  * state (TCP or UDP) of the flow of the packet PH_PF_LAG2 calls after that
  * is found through the (by now cached) flow and prefetched. Only hashes and
  * flow indices are kept between calls, never the packets. */
-void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p)
+void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p) { ph_flowtab_prefetch_key(t, p, NULL); }
+
+void ph_flowtab_prefetch_key(ph_flowtab *t, const ph_parsed *p, ph_pkey *pk)
 {
     ph_fkey k;
     int src_is_a;
     uint64_t now = 0;
     uint32_t fnow = 0;
     if (!no_connection_proto(p->proto) && !p->nencap) {
-        build_key(t, p, &k, &src_is_a);
+        int kind = build_key(t, p, &k, &src_is_a);
         __builtin_prefetch(&t->slots[ph_key_hash(&k) & t->mask]);
         now = 1ull << 32 | ph_key_hash(&k);
-    }
+        if (pk) {
+            memcpy(pk->w, k.w, sizeof k.w);
+            pk->kind = kind;
+            pk->src_is_a = src_is_a;
+        }
+    } else if (pk)
+        pk->kind = -1;
     uint32_t n = t->pf_n++;
     uint64_t *lag = &t->pf_lag[n & (PH_PF_LAG - 1)];
     uint64_t then = *lag;

@@ -73,6 +73,16 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p);
  * to ph_flowtab_packet soon (call it one packet ahead). */
 void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p);
 
+/* A packet's table key, built once by ph_flowtab_prefetch_key and used again
+ * by ph_flowtab_packet_key for the same packet (kind < 0: none was built). */
+typedef struct ph_pkey {
+    uint64_t w[7];
+    int32_t kind;
+    int32_t src_is_a;
+} ph_pkey;
+void ph_flowtab_prefetch_key(ph_flowtab *t, const ph_parsed *p, ph_pkey *pk);
+int ph_flowtab_packet_key(ph_flowtab *t, const ph_parsed *p, const ph_pkey *pk);
+
 /* Run timers up to packet time now_ns (the engine calls this for packets that
  * did not reach the table too, so time always advances). */
 void ph_flowtab_advance(ph_flowtab *t, int64_t now_ns);
