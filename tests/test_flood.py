@@ -31,7 +31,7 @@ def _dispositions(c: dict) -> int:
 
 
 class _Tally:
-    """What the test keeps of the exported records (not the records: 2M x 544 bytes)."""
+    """What the test keeps of the exported records (not the records: 2M x 616 bytes)."""
 
     def __init__(self):
         self.by_reason = np.zeros(len(END_REASONS), np.int64)
@@ -92,7 +92,7 @@ def test_syn_flood_memory_bounded_and_evictions_counted():
     assert all(m == full for m in table_mem[len(table_mem) // 4:])
     growth = rss_peak - rss0
     if not floodgen.UNDER_ASAN:
-        # slack: the export queue (up to 128 Ki records of 544 bytes), one batch taken out, one chunk
+        # slack: the export queue (up to 128 Ki records of 616 bytes), one batch taken out, one chunk
         assert growth < full + 192 * MiB, (growth, full)
         assert growth < n * per_flow / 4, "memory grew with the number of flows, not the capacity"
 
