@@ -981,6 +981,8 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p) { return ph_flowtab_pac
  * state (TCP or UDP) of the flow of the packet PH_PF_LAG2 calls after that
  * is found through the (by now cached) flow and prefetched. Only hashes and
  * flow indices are kept between calls, never the packets. */
+_Static_assert(sizeof(((ph_pkey *)0)->w) == sizeof(ph_fkey), "ph_pkey carries a whole ph_fkey");
+
 void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p) { ph_flowtab_prefetch_key(t, p, NULL); }
 
 void ph_flowtab_prefetch_key(ph_flowtab *t, const ph_parsed *p, ph_pkey *pk)

@@ -98,12 +98,12 @@ size_t ph_flowtab_flush_step(ph_flowtab *t, int reason, size_t max);
 
 /* Deferred ids (the pipelined engine, ph_engine.c): while *flag is non-zero
  * (read relaxed at each export; flag NULL = never; the engine's is constant
- * during a pipelined call), a record is exported
- * without its flow_id and community_id -- community_id[0] is then 0 and its
- * bytes 4..15 keep what the ids need besides the record's own fields -- and
- * ph_rec_ids must complete it before anyone reads it. The Community ID's
- * SHA-1 is the largest single cost of exporting a flow; the reading side,
- * idle during a flood of one-packet flows, computes them instead. */
+ * during a pipelined call), a record is exported without its flow_id and
+ * community_id -- community_id[0] is then 0 and its bytes 4..15 keep what the
+ * ids need besides the record's own fields -- and ph_rec_ids must complete it
+ * before anyone reads it. The Community ID's SHA-1 is the largest single cost
+ * of exporting a flow; the reading side, idle during a flood of one-packet
+ * flows, computes them instead. */
 void ph_flowtab_defer_ids(ph_flowtab *t, const uint32_t *flag);
 static inline int ph_rec_ids_pending(const ph_flow_rec *r) { return r->community_id[0] == 0; }
 /* Complete a record exported with deferred ids (any thread; reads only the

@@ -1,8 +1,8 @@
 /*
  * ph_flow_timer.c -- the flow table's clocks (see the policy in ph_flow.c):
  * a binary min-heap of per-flow TCP/DNS/update deadlines, with FIFO lanes for
- * the constant-delay ones, run exactly at packet time, and a lazy hashed timing wheel for inactivity, which also chooses
- * eviction victims.
+ * the constant-delay ones, run exactly at packet time, and a lazy hashed
+ * timing wheel for inactivity, which also chooses eviction victims.
  */
 #include "ph_flow_int.h"
 
