@@ -352,7 +352,7 @@ static inline int read_one(ph_engine *e, ph_eslot *s)
 static inline void table_one(ph_engine *e, const ph_eslot *s)
 {
     if (s->disp == PH_DEC_OK) {
-        int d = ph_flowtab_packet_key(e->tab, &s->p, &s->pk);
+        int d = ph_flowtab_packet(e->tab, &s->p, &s->pk);
         if (!s->extra)
             e->counters[d]++;
     } else
@@ -390,7 +390,7 @@ static int run_ahead(ph_engine *e, size_t batch, uint64_t max_packets)
             produced++;
             tail++;
             if (s->disp == PH_DEC_OK)
-                ph_flowtab_prefetch_key(e->tab, &s->p, &s->pk);
+                ph_flowtab_prefetch(e->tab, &s->p, &s->pk);
         }
         if (head == tail)
             break;
@@ -570,8 +570,20 @@ static int has_data(ph_pipe *q, uint32_t head)
  * grow (move), the table side raises qmoving and waits until the reading
  * side is out (ids_busy), a handshake of sequentially consistent stores and
  * loads. What is left when the call ends, the table side completes after the
- * join (ids_finish). */
+ * join. */
 #define PH_IDS_CHUNK 8u
+
+/* Complete the records of [from, to) exported with deferred ids; returns how many. */
+static uint64_t ids_complete(const ph_flowtab *t, ph_flow_rec *base, size_t from, size_t to)
+{
+    uint64_t n = 0;
+    for (size_t i = from; i < to; i++)
+        if (ph_rec_ids_pending(&base[i])) {
+            ph_rec_ids(t, &base[i]);
+            n++;
+        }
+    return n;
+}
 
 static int ids_step(ph_pipe *q)
 {
@@ -581,23 +593,12 @@ static int ids_step(ph_pipe *q)
         ph_flow_rec *base = __atomic_load_n(&q->qbase, __ATOMIC_ACQUIRE);
         size_t done = __atomic_load_n(&q->qdone, __ATOMIC_ACQUIRE), i = q->ids_next;
         size_t end = done - i > PH_IDS_CHUNK ? i + PH_IDS_CHUNK : done;
-        for (; i < end; i++)
-            if (ph_rec_ids_pending(&base[i])) {
-                ph_rec_ids(q->e->tab, &base[i]);
-                q->ids_done++;
-            }
-        did = end > q->ids_next;
+        q->ids_done += ids_complete(q->e->tab, base, i, end);
+        did = end > i;
         q->ids_next = end;
     }
     __atomic_store_n(&q->ids_busy, 0, __ATOMIC_SEQ_CST);
     return did;
-}
-
-static void ids_finish(ph_engine *e, ph_pipe *q)
-{
-    for (size_t i = q->ids_next; i < e->qlen; i++)
-        if (ph_rec_ids_pending(&e->queue[i]))
-            ph_rec_ids(e->tab, &e->queue[i]);
 }
 
 static int queue_grow(ph_engine *e, size_t ncap)
@@ -702,9 +703,8 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
     /* ids are deferred unless Python took part of the queue (records would
      * move to its front) */
     if (!e->qhead) {
-        static const uint32_t defer = 1;
         e->pipe = q;
-        ph_flowtab_defer_ids(e->tab, &defer);
+        ph_flowtab_defer_ids(e->tab, 1);
     }
     ph_eslot *ring = e->ring;
     uint32_t head = 0, tail = 0;
@@ -731,7 +731,7 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
         if (big && tail - head > PH_PF_DIST) {
             ph_eslot *ahead = &ring[(head + PH_PF_DIST) & (PH_RING_SIZE - 1)];
             if (ahead->disp == PH_DEC_OK)   /* the slot is the table side's until head passes it */
-                ph_flowtab_prefetch_key(e->tab, &ahead->p, &ahead->pk);
+                ph_flowtab_prefetch(e->tab, &ahead->p, &ahead->pk);
         }
         if (!e->nomem)
             table_one(e, &ring[head & (PH_RING_SIZE - 1)]);
@@ -749,9 +749,9 @@ static int run_pipelined(ph_engine *e, size_t batch, uint64_t max_packets, int *
     }
     pthread_join(q->thread, NULL);
     if (e->pipe) {
-        ph_flowtab_defer_ids(e->tab, NULL);
+        ph_flowtab_defer_ids(e->tab, 0);
         e->pipe = NULL;
-        ids_finish(e, q);
+        ids_complete(e->tab, e->queue, q->ids_next, e->qlen);
         e->ids_deferred += q->ids_done;
     }
     int rd = q->rd;

@@ -965,15 +965,13 @@ static int tunnel_packet(ph_flowtab *t, const ph_parsed *p)
     return flow_packet(t, p, &tc, NULL, NULL);
 }
 
-int ph_flowtab_packet_key(ph_flowtab *t, const ph_parsed *p, const ph_pkey *pk)
+int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p, const ph_pkey *pk)
 {
     ph_flowtab_advance(t, p->ts_ns);
     if (p->nencap)
         return tunnel_packet(t, p);
     return flow_packet(t, p, NULL, NULL, pk);
 }
-
-int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p) { return ph_flowtab_packet_key(t, p, NULL); }
 
 /* Three stages, so that none waits for memory: this packet's slot line is
  * prefetched now; the flow of the packet PH_PF_LAG calls back is looked up
@@ -983,9 +981,7 @@ int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p) { return ph_flowtab_pac
  * flow indices are kept between calls, never the packets. */
 _Static_assert(sizeof(((ph_pkey *)0)->w) == sizeof(ph_fkey), "ph_pkey carries a whole ph_fkey");
 
-void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p) { ph_flowtab_prefetch_key(t, p, NULL); }
-
-void ph_flowtab_prefetch_key(ph_flowtab *t, const ph_parsed *p, ph_pkey *pk)
+void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p, ph_pkey *pk)
 {
     ph_fkey k;
     int src_is_a;

@@ -59,29 +59,29 @@ typedef ph_flow_rec *(*ph_emit_fn)(void *ctx);
 
 typedef struct ph_flowtab ph_flowtab;
 
-/* counters: the engine's PH_C__COUNT array (FLOWS_CREATED, FLOWS_EXPORTED, FLOW_UPDATES,
- * EVICTIONS, TCP_REUSE are incremented here). */
-ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_fn emit, void *ctx);
-void ph_flowtab_free(ph_flowtab *t);
-
-/* Account one decoded packet. Returns the disposition counter for it:
- * PH_C_IN_FLOW, PH_C_BAD_CHECKSUM (flow created/looked up, packet ignored),
- * PH_C_NO_CONNECTION, or PH_C_FLOW_TABLE_FULL. */
-int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p);
-
-/* Optional: prefetch the table slot and flow of a packet that will be passed
- * to ph_flowtab_packet soon (call it one packet ahead). */
-void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p);
-
-/* A packet's table key, built once by ph_flowtab_prefetch_key and used again
- * by ph_flowtab_packet_key for the same packet (kind < 0: none was built). */
+/* A packet's table key, built once by ph_flowtab_prefetch and used again by
+ * ph_flowtab_packet for the same packet (kind < 0: none was built). */
 typedef struct ph_pkey {
     uint64_t w[7];
     int32_t kind;
     int32_t src_is_a;
 } ph_pkey;
-void ph_flowtab_prefetch_key(ph_flowtab *t, const ph_parsed *p, ph_pkey *pk);
-int ph_flowtab_packet_key(ph_flowtab *t, const ph_parsed *p, const ph_pkey *pk);
+
+/* counters: the engine's PH_C__COUNT array (FLOWS_CREATED, FLOWS_EXPORTED, FLOW_UPDATES,
+ * EVICTIONS, TCP_REUSE are incremented here). */
+ph_flowtab *ph_flowtab_new(const ph_flow_cfg *cfg, uint64_t *counters, ph_emit_fn emit, void *ctx);
+void ph_flowtab_free(ph_flowtab *t);
+
+/* Account one decoded packet (pk: its key if ph_flowtab_prefetch built it,
+ * else NULL). Returns the disposition counter for it:
+ * PH_C_IN_FLOW, PH_C_BAD_CHECKSUM (flow created/looked up, packet ignored),
+ * PH_C_NO_CONNECTION, or PH_C_FLOW_TABLE_FULL. */
+int ph_flowtab_packet(ph_flowtab *t, const ph_parsed *p, const ph_pkey *pk);
+
+/* Optional: prefetch the table slot and flow of a packet that will be passed
+ * to ph_flowtab_packet soon (call it one packet ahead). pk (or NULL) receives
+ * the key it builds, for ph_flowtab_packet to use again. */
+void ph_flowtab_prefetch(ph_flowtab *t, const ph_parsed *p, ph_pkey *pk);
 
 /* Run timers up to packet time now_ns (the engine calls this for packets that
  * did not reach the table too, so time always advances). */
@@ -96,15 +96,14 @@ void ph_flowtab_flush(ph_flowtab *t, int reason);
  * ph_flowtab_advance end it first. */
 size_t ph_flowtab_flush_step(ph_flowtab *t, int reason, size_t max);
 
-/* Deferred ids (the pipelined engine, ph_engine.c): while *flag is non-zero
- * (read relaxed at each export; flag NULL = never; the engine's is constant
- * during a pipelined call), a record is exported without its flow_id and
+/* Deferred ids (the pipelined engine, ph_engine.c): while on, a record is
+ * exported without its flow_id and
  * community_id -- community_id[0] is then 0 and its bytes 4..15 keep what the
  * ids need besides the record's own fields -- and ph_rec_ids must complete it
  * before anyone reads it. The Community ID's SHA-1 is the largest single cost
  * of exporting a flow; the reading side, idle during a flood of one-packet
  * flows, computes them instead. */
-void ph_flowtab_defer_ids(ph_flowtab *t, const uint32_t *flag);
+void ph_flowtab_defer_ids(ph_flowtab *t, int on);
 static inline int ph_rec_ids_pending(const ph_flow_rec *r) { return r->community_id[0] == 0; }
 /* Complete a record exported with deferred ids (any thread; reads only the
  * record and the table's configuration). */

@@ -79,7 +79,7 @@ void ph_rec_ids(const ph_flowtab *t, ph_flow_rec *r)
     ph_cid_b64(digest, r->community_id);
 }
 
-void ph_flowtab_defer_ids(ph_flowtab *t, const uint32_t *flag) { t->defer_ids = flag; }
+void ph_flowtab_defer_ids(ph_flowtab *t, int on) { t->defer_ids = (uint8_t)!!on; }
 
 /* Same-tick generation set (see the top of this file). */
 static void gen_tick(ph_flowtab *t)
@@ -294,7 +294,7 @@ void ph_flow_export(ph_flowtab *t, ph_flow *f, int reason, int update)
 {
     uint8_t digest[20];
     uint64_t id;
-    if (t->defer_ids && __atomic_load_n(t->defer_ids, __ATOMIC_RELAXED)) {
+    if (t->defer_ids) {
         ph_flow_export_ids(t, f, reason, update, NULL, 0);
         return;
     }

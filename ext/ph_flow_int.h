@@ -336,7 +336,7 @@ struct ph_flowtab {
     uint32_t gen_used;       /* its entries */
     uint32_t gen_sat;        /* 0, or 1 + flows created since the tick filled gen_tab */
     ph_flow_rec rec;         /* scratch export record (when emit has no room) */
-    const uint32_t *defer_ids;   /* ph_flowtab_defer_ids: export without ids while *defer_ids */
+    uint8_t defer_ids;       /* ph_flowtab_defer_ids: export records without their ids */
     struct flush_ent *fl;    /* a flush under way (ph_flowtab_flush_step): the flows in export order ... */
     uint32_t fl_n, fl_pos;   /* ... how many, and how many were exported */
     int fl_reason;
